@@ -1,0 +1,152 @@
+"""Facts about the host's IPv4 networking, for defaults and overlap checks.
+
+HostFacts.probe() only reads (``ip -j -4 route show`` / ``ip -j -4 addr show``);
+HostFacts.from_ip_json() builds the same facts from that JSON text, which is
+how the unit tests feed a fake host.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+
+from minstack.errors import MinstackError
+
+DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+
+# Devices minstack creates itself.  Overlap checks ignore their routes and
+# addresses, so a re-run does not refuse the FLOATING_RANGE route minstack
+# put on br-ex.
+MINSTACK_DEVICE_PREFIXES = ("br-ex", "br-int", "ovs-", "ovn", "tap", "genev_sys", "mst-")
+
+
+def minstack_owned_device(name: str) -> bool:
+    return name.startswith(MINSTACK_DEVICE_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Route:
+    network: IPv4Network
+    dev: str  # "" for routes without a device (blackhole, unreachable)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    default_dev: str | None
+    default_ip: str | None
+    routes: tuple[Route, ...]
+    addresses: tuple[tuple[IPv4Interface, str], ...]  # (address/prefix, device)
+    hostname: str
+
+    @classmethod
+    def probe(cls) -> "HostFacts":
+        """Read the running host's routes and addresses (changes nothing)."""
+        return cls.from_ip_json(_ip_json("route"), _ip_json("addr"), socket.gethostname())
+
+    @classmethod
+    def from_ip_json(cls, route_json: str, addr_json: str, hostname: str = "localhost") -> "HostFacts":
+        """Facts from the output of ``ip -j -4 route show`` and ``ip -j -4 addr show``."""
+        route_entries = _load_json(route_json, "route")
+        addresses = parse_addresses(addr_json)
+        default_dev = _default_route_dev(route_entries)
+        default_ip = None
+        for interface, dev in addresses:
+            if dev == default_dev:
+                default_ip = str(interface.ip)
+                break
+        return cls(default_dev, default_ip, parse_routes(route_json), addresses, hostname)
+
+    def networks_in_use(self) -> list[tuple[IPv4Network, str, str]]:
+        """(network, device, "route" or "address") the host uses, without the
+        default route and without minstack's own devices; each network once."""
+        seen: set[IPv4Network] = set()
+        used = []
+        candidates = [(r.network, r.dev, "route") for r in self.routes]
+        candidates += [(iface.network, dev, "address") for iface, dev in self.addresses]
+        for network, dev, kind in candidates:
+            if network == DEFAULT_ROUTE or minstack_owned_device(dev) or network in seen:
+                continue
+            seen.add(network)
+            used.append((network, dev, kind))
+        return used
+
+    def local_ips(self) -> set[str]:
+        return {str(interface.ip) for interface, _ in self.addresses}
+
+
+def parse_routes(text: str) -> tuple[Route, ...]:
+    """Routes from ``ip -j -4 route show`` output ("default" is 0.0.0.0/0)."""
+    routes = []
+    for entry in _load_json(text, "route"):
+        network = _route_network(entry.get("dst", ""))
+        if network is not None:
+            routes.append(Route(network, _route_dev(entry)))
+    return tuple(routes)
+
+
+def parse_addresses(text: str) -> tuple[tuple[IPv4Interface, str], ...]:
+    """(address/prefix, device) pairs from ``ip -j -4 addr show`` output, in order."""
+    addresses = []
+    for link in _load_json(text, "addr"):
+        dev = link.get("ifname", "")
+        for info in link.get("addr_info", []):
+            if info.get("family", "inet") != "inet" or "local" not in info:
+                continue
+            try:
+                addresses.append((IPv4Interface(f"{info['local']}/{info.get('prefixlen', 32)}"), dev))
+            except ValueError:
+                continue
+    return tuple(addresses)
+
+
+def _route_network(dst: str) -> IPv4Network | None:
+    if dst == "default":
+        return DEFAULT_ROUTE
+    try:
+        return IPv4Network(dst, strict=False)  # "10.0.0.1" is a /32 host route
+    except ValueError:
+        return None
+
+
+def _route_dev(entry: dict) -> str:
+    if entry.get("dev"):
+        return entry["dev"]
+    for hop in entry.get("nexthops", []):  # multipath routes
+        if hop.get("dev"):
+            return hop["dev"]
+    return ""
+
+
+def _default_route_dev(entries: list) -> str | None:
+    """Device of the default route with the lowest metric."""
+    defaults = [e for e in entries if e.get("dst") in ("default", "0.0.0.0/0") and _route_dev(e)]
+    if not defaults:
+        return None
+    return _route_dev(min(defaults, key=lambda e: e.get("metric", 0)))
+
+
+def _load_json(text: str, what: str) -> list:
+    if not text.strip():
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MinstackError(f"cannot understand the output of `ip -j -4 {what} show`: {error}")
+    if not isinstance(data, list):
+        raise MinstackError(f"cannot understand the output of `ip -j -4 {what} show`: not a list")
+    return [entry for entry in data if isinstance(entry, dict)]
+
+
+def _ip_json(what: str) -> str:
+    command = ["ip", "-j", "-4", what, "show"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30)
+    except FileNotFoundError:
+        raise MinstackError("the `ip` command (iproute2) is needed to read the host's network setup")
+    except subprocess.CalledProcessError as error:
+        raise MinstackError(f"`{' '.join(command)}` failed: {error.stderr.strip()}")
+    except subprocess.TimeoutExpired:
+        raise MinstackError(f"`{' '.join(command)}` did not answer within 30 seconds")
+    return done.stdout
