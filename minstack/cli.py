@@ -1,0 +1,248 @@
+"""The commands: ./stack.py [status|verify] and ./unstack.py."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from minstack import masking
+from minstack.context import Context
+from minstack.errors import ConfigError, MinstackError
+from minstack.hostinfo import HostFacts
+from minstack.paths import REPO
+from minstack.phase import Phase
+from minstack.pipeline import Pipeline, load_phases, select, step_skip_reason, waves
+from minstack.settings import Settings, load_settings, save_generated_secrets
+from minstack.shell import Shell
+from minstack.state import State
+from minstack.supervisor import make_supervisor
+from minstack.ui import LiveReporter, failure_panel, make_console, status_table, summary_panel, timing_table
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
+
+
+# ---- configuration ---------------------------------------------------------------------------
+def config_path(arg: str | None) -> Path | None:
+    """--config, else $MINSTACK_CONFIG, else ./localrc, else ./local.conf (DevStack's), else defaults."""
+    if arg:
+        return Path(arg).resolve()
+    if os.environ.get("MINSTACK_CONFIG"):
+        return Path(os.environ["MINSTACK_CONFIG"]).resolve()
+    for name in ("localrc", "local.conf"):
+        if (REPO / name).exists():
+            return REPO / name
+    return None
+
+
+def secrets_path(settings: Settings) -> Path:
+    return settings.state_dir / "passwords"
+
+
+def load_config(arg: str | None) -> Settings:
+    path = config_path(arg)
+    host = HostFacts.probe()
+    first = load_settings(path, host)
+    settings = load_settings(path, host, secrets_file=secrets_path(first))
+    masking.register(*settings.secret_values())
+    return settings
+
+
+# ---- logging -----------------------------------------------------------------------------------
+def setup_logging(settings: Settings, name: str) -> Path:
+    """minstack's own log: $LOGDIR/<name>.log (stack.log, unstack.log); phases add their own files."""
+    settings.logdir.mkdir(parents=True, exist_ok=True)
+    path = settings.logdir / f"{name}.log"
+    root = logging.getLogger("minstack")
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(masking.MaskingFilter())
+    root.addHandler(handler)
+    return path
+
+
+def phase_log(settings: Settings, phase: str, to_file: bool = True) -> tuple[logging.Logger, Path]:
+    """Each phase logs into $LOGDIR/phases/<phase>.log (and into stack.log)."""
+    path = settings.logdir / "phases" / f"{phase}.log"
+    log = logging.getLogger(f"minstack.phase.{phase}")
+    if to_file and not log.handlers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(masking.MaskingFilter())
+        log.addHandler(handler)
+    return log, path
+
+
+def make_context_factory(settings: Settings, state: State, supervisor, to_file: bool = True):
+    def make(phase: Phase) -> Context:
+        log, path = phase_log(settings, phase.name, to_file)
+        return Context(settings=settings, phase=phase.name, log=log, sh=Shell(log, path),
+                       supervisor=supervisor, state=state, log_path=path)
+    return make
+
+
+# ---- ./stack.py --------------------------------------------------------------------------------
+def stack_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stack.py", description="Stack an all-in-one OpenStack on this host.")
+    p.add_argument("command", nargs="?", default="stack", choices=["stack", "status", "plan"],
+                   help="stack (default), status (every service: state, pid, ports, RSS), plan (= --dry-run)")
+    p.add_argument("-c", "--config", help="localrc or local.conf (default: ./localrc, then ./local.conf)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--only", nargs="+", metavar="PHASE", help="run only these phases")
+    p.add_argument("--skip", nargs="+", metavar="PHASE", help="run every phase but these")
+    p.add_argument("--fresh", action="store_true",
+                   help="forget what earlier runs recorded: every step checks the host again")
+    return p
+
+
+def print_config_error(console, error: ConfigError) -> None:
+    console.print("[bold red]minstack: the configuration has problems; nothing was changed.[/]")
+    for problem in error.problems:
+        where = f"{problem.file}:{problem.line}" if problem.line else f"{problem.file}"
+        console.print(f"  [red]{where}[/]: {masking.mask(problem.message)}")
+
+
+def print_plan(console, phases: list[Phase], settings: Settings, state: State) -> None:
+    make = make_context_factory(settings, state, make_supervisor(settings.state_dir / "run", settings.logdir),
+                                to_file=False)
+    console.print(f"[bold]minstack plan[/] for {settings.source or 'the defaults'} "
+                  f"(services: {', '.join(sorted(settings.enabled_services))})")
+    for number, wave in enumerate(waves(phases), 1):
+        names = ", ".join(p.name for p in wave)
+        console.print(f"\n[bold]wave {number}[/] ({'in parallel: ' if len(wave) > 1 else ''}{names})")
+        for phase in wave:
+            console.print(f"  [bold cyan]{phase.name}[/]"
+                          + (f"  [dim]requires {', '.join(phase.requires)}[/]" if phase.requires else ""))
+            ctx = make(phase)
+            for step in phase.steps(ctx):
+                try:
+                    reason = step_skip_reason(step, state, phase.name)
+                except Exception:  # a probe that cannot run yet (tool not installed): it would run
+                    reason = None
+                mark = f"[green]ok[/] ({reason})" if reason else "[yellow]would run[/]"
+                console.print(f"    {mark:<30} {step.name}: {step.describe}")
+
+
+def stack_main(argv: list[str]) -> int:
+    args = stack_parser().parse_args(argv)
+    console = make_console()
+    try:
+        settings = load_config(args.config)
+    except ConfigError as error:
+        print_config_error(console, error)
+        return 2
+    for warning in settings.warnings:
+        where = f"{warning.file}:{warning.line}" if warning.line else f"{warning.file}"
+        console.print(f"[yellow]warning[/] {where}: {warning.message}")
+    try:
+        if args.command == "status":
+            return status_main(console, settings)
+        phases = select(load_phases(), settings, args.only, args.skip)
+        state = State(settings.state_dir / "state.json")
+        if args.dry_run or args.command == "plan":
+            print_plan(console, phases, settings, state)
+            return 0
+        return run_stack(console, settings, phases, state, args)
+    except MinstackError as error:
+        console.print(f"[bold red]minstack:[/] {masking.mask(str(error))}")
+        return 1
+
+
+def run_stack(console, settings: Settings, phases: list[Phase], state: State, args) -> int:
+    save_generated_secrets(settings, secrets_path(settings))
+    stack_log = setup_logging(settings, "stack")
+    if args.fresh:
+        state.data["steps"] = {}
+    last = state.last_run
+    if last and not last.get("ok"):
+        console.print(f"[yellow]resuming[/]: the last run failed in phase {last.get('failed_phase')}; "
+                      "steps it finished are not done again")
+    console.print(f"minstack: stacking {len(phases)} phases; log {stack_log}")
+    supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
+    pipeline = Pipeline(phases, make_context_factory(settings, state, supervisor), state,
+                        LiveReporter(console), fail_phase=settings.fail_phase)
+    with pipeline.reporter:
+        result = pipeline.run()
+    console.print(timing_table(result))
+    if result.failed:
+        state.record_run(ok=False, failed_phase=result.failed.name, seconds=result.wall_seconds)
+        _, log_path = phase_log(settings, result.failed.name)
+        console.print(failure_panel(result.failed, log_path, resume_command(args)))
+        return 1
+    state.record_run(ok=True, seconds=result.wall_seconds)
+    rows = [row for phase in phases for row in phase.summary(settings)]
+    console.print(summary_panel(rows, result.wall_seconds))
+    return 0
+
+
+def resume_command(args) -> str:
+    command = "./stack.py"
+    if args.config:
+        command += f" --config {args.config}"
+    return command
+
+
+def status_main(console, settings: Settings) -> int:
+    state = State(settings.state_dir / "state.json")
+    supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
+    make = make_context_factory(settings, state, supervisor, to_file=False)
+    rows = []
+    for phase in [p for wave in waves(select(load_phases(), settings)) for p in wave]:
+        for daemon in phase.daemons(make(phase)):
+            rows.append(supervisor.status(daemon))
+    console.print(status_table(rows))
+    return 0 if all(r.running for r in rows) else 3
+
+
+# ---- ./unstack.py ------------------------------------------------------------------------------
+def unstack_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="unstack.py", description="Stop what stack.py started.")
+    parser.add_argument("-c", "--config", help="localrc or local.conf (default: ./localrc, then ./local.conf)")
+    parser.add_argument("--all", action="store_true", help="also stop MariaDB, RabbitMQ and memcached")
+    parser.add_argument("--clean", action="store_true",
+                        help="also remove what minstack created: databases, data, logs, bridges, the venv")
+    args = parser.parse_args(argv)
+    console = make_console()
+    try:
+        settings = load_config(args.config)
+    except ConfigError as error:
+        print_config_error(console, error)
+        return 2
+    setup_logging(settings, "unstack")
+    state = State(settings.state_dir / "state.json")
+    supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
+    make = make_context_factory(settings, state, supervisor)
+    # Every phase, enabled or not: a service disabled since the last stack still gets stopped.
+    ordered = [p for wave in waves(load_phases()) for p in wave]
+    stop_all = args.all or args.clean
+
+    def stop(phases):
+        for phase in reversed(phases):
+            ctx = make(phase)
+            for daemon in reversed(phase.daemons(ctx)):
+                if supervisor.stop(daemon, ctx.log):
+                    console.print(f"stopped {daemon.name}")
+
+    stop([p for p in ordered if not p.keep_running_on_unstack])
+    if args.clean:  # while MariaDB still runs, so each service drops its own database
+        for phase in reversed(ordered):
+            phase.clean(make(phase))
+    if stop_all:
+        stop([p for p in ordered if p.keep_running_on_unstack])
+    if args.clean:
+        logging.shutdown()
+        for path in (settings.data_dir, settings.logdir):
+            if path.exists():
+                shutil.rmtree(path)
+                console.print(f"removed {path}")
+        console.print("minstack: clean; the next ./stack.py starts from scratch")
+    else:
+        console.print("minstack: stopped" + ("" if stop_all else " (MariaDB, RabbitMQ and memcached keep "
+                                                                "running; --all stops them)"))
+    return 0

@@ -1,0 +1,200 @@
+"""The ordered, resumable pipeline of phases.
+
+Phases are the modules in ``phases/``; each exports ``PHASE``.  The order
+follows the declared ``requires``; a phase starts as soon as everything it
+requires has finished, so independent phases run side by side (at most
+``max_parallel`` at once: two cores here).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from minstack.errors import MinstackError
+from minstack.paths import PHASES
+from minstack.phase import Phase, Step
+from minstack.state import State
+
+
+class PipelineError(MinstackError):
+    pass
+
+
+class PhaseFailedOnPurpose(MinstackError):
+    pass
+
+
+def load_phases(directory: Path = PHASES) -> list[Phase]:
+    """Import every phases/*.py module and collect its PHASE."""
+    phases = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"minstack_phases.{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        phase = getattr(module, "PHASE", None)
+        if not isinstance(phase, Phase):
+            raise PipelineError(f"{path}: defines no PHASE")
+        phases.append(phase)
+    names = [p.name for p in phases]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise PipelineError(f"duplicate phase names: {sorted(dupes)}")
+    return phases
+
+
+def dependencies(phases: Iterable[Phase]) -> dict[str, set[str]]:
+    """Each phase's requirements among the given phases (a disabled requirement just drops out)."""
+    phases = list(phases)
+    present = {p.name for p in phases}
+    return {p.name: set(p.requires) & present for p in phases}
+
+
+def waves(phases: Iterable[Phase]) -> list[list[Phase]]:
+    """Group phases into waves: every phase of a wave needs only earlier waves.
+
+    The waves are what ``--dry-run`` shows; the runner itself starts each
+    phase as soon as its own requirements are done, which is never later.
+    """
+    phases = list(phases)
+    by_name = {p.name: p for p in phases}
+    deps = dependencies(phases)
+    done: set[str] = set()
+    result = []
+    while len(done) < len(phases):
+        ready = [n for n in by_name if n not in done and deps[n] <= done]
+        if not ready:
+            cycle = sorted(n for n in by_name if n not in done)
+            raise PipelineError(f"phases require each other in a cycle: {', '.join(cycle)}")
+        result.append([by_name[n] for n in sorted(ready, key=list(by_name).index)])
+        done.update(ready)
+    return result
+
+
+def select(phases: list[Phase], settings, only: list[str] | None = None,
+           skip: list[str] | None = None) -> list[Phase]:
+    """Enabled phases, narrowed by --only / --skip (unknown names are an error)."""
+    known = {p.name for p in phases}
+    for name in (only or []) + (skip or []):
+        if name not in known:
+            import difflib
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PipelineError(f"no phase named {name!r}{hint}; phases: {', '.join(sorted(known))}")
+    chosen = [p for p in phases if p.enabled(settings)]
+    if only:
+        chosen = [p for p in chosen if p.name in only]
+    if skip:
+        chosen = [p for p in chosen if p.name not in skip]
+    return chosen
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    seconds: float = 0.0
+    status: str = "pending"  # pending | running | done | failed | cancelled
+    steps_run: int = 0
+    steps_skipped: int = 0
+    error: BaseException | None = None
+
+
+@dataclass
+class RunResult:
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    failed: PhaseResult | None = None
+
+
+class Reporter:
+    """What the pipeline tells the user (minstack.ui implements it)."""
+
+    def phase_started(self, phase: str) -> None: ...
+    def step_started(self, phase: str, step: str) -> None: ...
+    def phase_finished(self, result: PhaseResult) -> None: ...
+
+
+def step_skip_reason(step: Step, state: State, phase: str) -> str | None:
+    """Why a step need not run, or None when it must."""
+    if step.once_key is not None:
+        return "done before" if state.done_key(phase, step.name) == step.once_key else None
+    if step.check is not None and step.check():
+        return "already so"
+    return None
+
+
+class Pipeline:
+    def __init__(self, phases: list[Phase], make_context: Callable[[Phase], object], state: State,
+                 reporter: Reporter, fail_phase: str | None = None, max_parallel: int = 2):
+        self.phases = phases
+        self.make_context = make_context
+        self.state = state
+        self.reporter = reporter
+        self.fail_phase = fail_phase
+        self.max_parallel = max_parallel
+        self.log = logging.getLogger("minstack")
+
+    def run(self) -> RunResult:
+        result = RunResult({p.name: PhaseResult(p.name) for p in self.phases})
+        deps = dependencies(self.phases)
+        pending = {p.name: p for p in self.phases}
+        running: dict[Future, Phase] = {}
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="phase") as pool:
+            while pending or running:
+                if result.failed is None:
+                    for name, phase in list(pending.items()):
+                        finished = {n for n, r in result.phases.items() if r.status == "done"}
+                        if deps[name] <= finished and len(running) < self.max_parallel:
+                            del pending[name]
+                            result.phases[name].status = "running"
+                            running[pool.submit(self._run_phase, phase, result.phases[name])] = phase
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    phase = running.pop(future)
+                    phase_result = result.phases[phase.name]
+                    if future.exception() is not None and result.failed is None:
+                        result.failed = phase_result
+        for name in pending:
+            result.phases[name].status = "cancelled"
+        result.wall_seconds = time.monotonic() - started
+        return result
+
+    def _run_phase(self, phase: Phase, result: PhaseResult) -> None:
+        ctx = self.make_context(phase)
+        self.reporter.phase_started(phase.name)
+        started = time.monotonic()
+        try:
+            if self.fail_phase == phase.name:
+                raise PhaseFailedOnPurpose(
+                    f"phase {phase.name} failed on purpose (MINSTACK_DEBUG_FAIL_PHASE={phase.name})")
+            for step in phase.steps(ctx):
+                self.reporter.step_started(phase.name, step.name)
+                reason = step_skip_reason(step, self.state, phase.name)
+                if reason:
+                    ctx.log.info("step %s: skipped (%s)", step.name, reason)
+                    result.steps_skipped += 1
+                    continue
+                ctx.log.info("step %s: %s", step.name, step.describe or "running")
+                step_started = time.monotonic()
+                step.action()
+                ctx.log.info("step %s: done in %.2fs", step.name, time.monotonic() - step_started)
+                self.state.record_step(phase.name, step.name, step.once_key)
+                result.steps_run += 1
+            result.status = "done"
+        except BaseException as exc:
+            result.status = "failed"
+            result.error = exc
+            ctx.log.exception("phase %s failed", phase.name)
+            raise
+        finally:
+            result.seconds = time.monotonic() - started
+            self.reporter.phase_finished(result)

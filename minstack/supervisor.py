@@ -1,0 +1,291 @@
+"""Starts, watches and stops the long-running processes of the stack.
+
+Two implementations of one small interface, picked by what PID 1 is:
+
+- :class:`SystemdSupervisor` where systemd runs (a Vagrant box, a laptop VM):
+  one ``minstack-<name>.service`` unit per daemon, so ``systemctl`` and
+  ``journalctl`` work as users expect.
+- :class:`ProcessSupervisor` everywhere else (containers, CI hosts whose PID 1
+  is not systemd): minstack starts each daemon itself in its own session,
+  output appended to ``$LOGDIR/<name>.log``, and remembers it in a pidfile
+  holding the pid *and* the process start time, so a recycled pid is never
+  mistaken for ours and only processes we started are ever signalled.
+
+We chose our own small supervisor over supervisord: it is ~200 lines, needs
+no extra daemon that itself would need supervising on a host without an init
+system, and status/stop/restart share the psutil code with ``stack.py status``.
+A daemon that crashes stays down until the next ``./stack.py`` (which starts
+it again), as DevStack's users know it; ``./stack.py status`` shows it down.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from minstack.errors import MinstackError
+from minstack.masking import mask
+
+
+@dataclass
+class Daemon:
+    name: str                      # also the log name: $LOGDIR/<name>.log
+    argv: list[str]
+    user: str = "root"
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    ready: Callable[[], bool] | None = None   # True once the daemon answers
+    ready_timeout: float = 120.0
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 40.0
+    service: str = ""              # the DevStack service name it implements (for status)
+
+
+@dataclass
+class DaemonStatus:
+    name: str
+    service: str
+    running: bool
+    pid: int | None = None
+    ports: list[str] = field(default_factory=list)
+    rss_bytes: int = 0
+    user: str = ""
+
+
+class DaemonFailed(MinstackError):
+    def __init__(self, name: str, reason: str, log_path: Path):
+        self.log_path = log_path
+        self.name = name
+        super().__init__(f"{name} {reason}; see {log_path}")
+
+
+def tail(path: Path, lines: int = 15) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [mask(line) for line in text.splitlines()[-lines:]]
+
+
+def process_tree_status(name: str, service: str, proc: psutil.Process | None) -> DaemonStatus:
+    if proc is None:
+        return DaemonStatus(name, service, False)
+    procs = [proc]
+    try:
+        procs += proc.children(recursive=True)
+    except psutil.Error:
+        pass
+    ports: set[str] = set()
+    rss = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+            for c in p.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    ports.add(f"{c.laddr.ip}:{c.laddr.port}")
+        except psutil.Error:
+            continue
+    try:
+        user = proc.username()
+    except psutil.Error:
+        user = "?"
+    return DaemonStatus(name, service, True, proc.pid, sorted(ports), rss, user)
+
+
+class Supervisor:
+    """The interface phases use."""
+
+    def __init__(self, run_dir: Path, logdir: Path):
+        self.run_dir = run_dir
+        self.logdir = logdir
+
+    def log_path(self, d: Daemon) -> Path:
+        return self.logdir / f"{d.name}.log"
+
+    # implemented below
+    def process(self, d: Daemon) -> psutil.Process | None: ...
+    def _spawn(self, d: Daemon, log: logging.Logger) -> None: ...
+    def _terminate(self, d: Daemon, log: logging.Logger) -> None: ...
+
+    def is_running(self, d: Daemon) -> bool:
+        return self.process(d) is not None
+
+    def ensure_running(self, d: Daemon, log: logging.Logger, restart: bool = False) -> str:
+        """Start d unless it runs; restart it when asked (its config changed). Waits until ready."""
+        if self.is_running(d):
+            if not restart:
+                return "running"
+            log.info("restarting %s (its configuration changed)", d.name)
+            self._terminate(d, log)
+            action = "restarted"
+        else:
+            action = "started"
+        self._spawn(d, log)
+        self.wait_ready(d, log)
+        log.info("%s %s (pid %s)", d.name, action, self.process(d).pid if self.process(d) else "?")
+        return action
+
+    def wait_ready(self, d: Daemon, log: logging.Logger) -> None:
+        deadline = time.monotonic() + d.ready_timeout
+        while True:
+            if not self.is_running(d):
+                raise DaemonFailed(d.name, "exited while starting", self.log_path(d))
+            if d.ready is None:
+                return
+            try:
+                if d.ready():
+                    return
+            except Exception as exc:  # a probe that cannot connect yet
+                log.debug("%s not ready: %s", d.name, exc)
+            if time.monotonic() > deadline:
+                raise DaemonFailed(d.name, f"did not become ready within {d.ready_timeout:.0f}s",
+                                   self.log_path(d))
+            time.sleep(0.3)
+
+    def stop(self, d: Daemon, log: logging.Logger) -> bool:
+        if not self.is_running(d):
+            return False
+        self._terminate(d, log)
+        return True
+
+    def status(self, d: Daemon) -> DaemonStatus:
+        return process_tree_status(d.name, d.service, self.process(d))
+
+
+class ProcessSupervisor(Supervisor):
+    """minstack itself is the supervisor (no systemd)."""
+
+    def _pidfile(self, d: Daemon) -> Path:
+        return self.run_dir / f"{d.name}.json"
+
+    def process(self, d: Daemon) -> psutil.Process | None:
+        try:
+            record = json.loads(self._pidfile(d).read_text())
+            proc = psutil.Process(record["pid"])
+            if abs(proc.create_time() - record["create_time"]) > 1.0:
+                return None  # the pid was recycled: not ours
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except (OSError, ValueError, KeyError, psutil.Error):
+            return None
+
+    def _spawn(self, d: Daemon, log: logging.Logger) -> None:
+        account = pwd.getpwnam(d.user)
+        log_path = self.log_path(d)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.fchown(fd, account.pw_uid, account.pw_gid)
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": account.pw_dir if os.path.isdir(account.pw_dir) else "/", "USER": d.user, "LOGNAME": d.user,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            **d.env,
+        }
+        as_other_user = d.user != "root"
+        log.info("starting %s: %s (as %s, log %s)", d.name, mask(" ".join(d.argv)), d.user, log_path)
+        with os.fdopen(fd, "ab") as out:
+            out.write(f"\n==== minstack started {d.name} at {time.strftime('%F %T')} ====\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                d.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=d.cwd or (account.pw_dir if os.path.isdir(account.pw_dir) else "/"), env=env, start_new_session=True,
+                user=account.pw_uid if as_other_user else None,
+                group=account.pw_gid if as_other_user else None,
+                extra_groups=os.getgrouplist(d.user, account.pw_gid) if as_other_user else None,
+            )
+        created = psutil.Process(proc.pid).create_time()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._pidfile(d).write_text(json.dumps({"pid": proc.pid, "create_time": created, "argv": d.argv}))
+
+    def _terminate(self, d: Daemon, log: logging.Logger) -> None:
+        proc = self.process(d)
+        if proc is None:
+            return
+        try:
+            family = [proc] + proc.children(recursive=True)
+        except psutil.Error:
+            family = [proc]
+        log.info("stopping %s (pid %d, signal %s)", d.name, proc.pid, signal.Signals(d.stop_signal).name)
+        try:
+            proc.send_signal(d.stop_signal)
+        except psutil.NoSuchProcess:
+            pass
+        _, alive = psutil.wait_procs(family, timeout=d.stop_timeout)
+        for p in alive:
+            log.warning("%s: pid %d ignored %s for %.0fs, killing it", d.name, p.pid,
+                        signal.Signals(d.stop_signal).name, d.stop_timeout)
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self._pidfile(d).unlink(missing_ok=True)
+
+
+class SystemdSupervisor(Supervisor):
+    """One systemd unit per daemon: ``minstack-<name>.service``."""
+
+    unit_dir = Path("/etc/systemd/system")
+
+    def unit_name(self, d: Daemon) -> str:
+        return f"minstack-{d.name}.service"
+
+    def unit_text(self, d: Daemon) -> str:
+        from minstack import templates
+        return templates.environment().get_template("systemd.service.j2").render(
+            d=d, log_path=self.log_path(d), signal_name=signal.Signals(d.stop_signal).name)
+
+    def process(self, d: Daemon) -> psutil.Process | None:
+        out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", self.unit_name(d)],
+                             capture_output=True, text=True)
+        pid = int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+        if not pid:
+            return None
+        try:
+            return psutil.Process(pid)
+        except psutil.Error:
+            return None
+
+    def _spawn(self, d: Daemon, log: logging.Logger) -> None:
+        path = self.unit_dir / self.unit_name(d)
+        text = self.unit_text(d)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            subprocess.run(["systemctl", "daemon-reload"], check=True)
+        self.log_path(d).parent.mkdir(parents=True, exist_ok=True)
+        log.info("systemctl start %s", self.unit_name(d))
+        subprocess.run(["systemctl", "enable", "--now", self.unit_name(d)], check=True,
+                       capture_output=True)
+
+    def _terminate(self, d: Daemon, log: logging.Logger) -> None:
+        log.info("systemctl stop %s", self.unit_name(d))
+        subprocess.run(["systemctl", "stop", self.unit_name(d)], check=False, capture_output=True)
+
+    def remove_unit(self, d: Daemon) -> None:
+        path = self.unit_dir / self.unit_name(d)
+        if path.exists():
+            subprocess.run(["systemctl", "disable", self.unit_name(d)], check=False, capture_output=True)
+            path.unlink()
+            subprocess.run(["systemctl", "daemon-reload"], check=False)
+
+
+def systemd_is_init() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def make_supervisor(run_dir: Path, logdir: Path) -> Supervisor:
+    cls = SystemdSupervisor if systemd_is_init() else ProcessSupervisor
+    return cls(run_dir, logdir)

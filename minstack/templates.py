@@ -1,0 +1,72 @@
+"""Config files come from jinja2 templates under files/templates/.
+
+Every template gets the same small vocabulary (``s`` = the settings, plus the
+URL helpers below); a template documents any extra variable it takes in its
+header comment.
+"""
+from __future__ import annotations
+
+import urllib.parse
+from functools import lru_cache
+
+import jinja2
+
+from minstack.paths import TEMPLATES
+
+PORTS = {
+    "keystone": 5000, "placement": 8778, "glance": 9292, "nova": 8774, "metadata": 8775,
+    "neutron": 9696, "cinder": 8776, "novnc": 6080, "horizon": 80,
+}
+
+
+def ini_escape(value: object) -> str:
+    """oslo.config interpolates ``$name``: a literal ``$`` must be written ``$$``."""
+    return str(value).replace("$", "$$")
+
+
+def urlquote(value: object) -> str:
+    return urllib.parse.quote(str(value), safe="")
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["ini"] = ini_escape
+    env.filters["urlquote"] = urlquote
+    return env
+
+
+def common_context(s) -> dict:
+    host = s.service_host
+
+    def db_url(name: str) -> str:
+        return f"mysql+pymysql://root:{urlquote(s.database_password)}@{host}/{name}?charset=utf8"
+
+    def service_url(name: str) -> str:
+        return f"http://{host}:{PORTS[name]}"
+
+    def log_file(name: str) -> str:
+        return str(s.logdir / f"{name}.log")
+
+    return {
+        "s": s,
+        "db_url": db_url,
+        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{host}:5672/",
+        "memcache_servers": f"{host}:11211",
+        "keystone_url": service_url("keystone"),
+        "service_url": service_url,
+        "log_file": log_file,
+    }
+
+
+def render(template: str, settings, **extra) -> str:
+    context = common_context(settings)
+    context.update(extra)
+    return environment().get_template(template).render(**context)

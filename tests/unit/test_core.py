@@ -1,0 +1,152 @@
+"""masking, the shell wrapper, post-config merging, templates, the process supervisor (no root)."""
+import getpass
+import logging
+import sys
+import time
+from types import SimpleNamespace
+from pathlib import Path
+
+import pytest
+
+from minstack import masking, postconfig, templates
+from minstack.shell import CommandFailed, Shell
+from minstack.supervisor import Daemon, DaemonFailed, ProcessSupervisor
+
+
+@pytest.fixture(autouse=True)
+def no_secrets():
+    masking.clear()
+    yield
+    masking.clear()
+
+
+def test_mask_covers_raw_and_url_quoted_forms():
+    masking.register("pa$$ w@rd/x", "abc")  # too short to mask safely: ignored
+    assert masking.mask("pw=pa$$ w@rd/x url=root:pa%24%24%20w%40rd%2Fx@h abc") == \
+        "pw=****** url=root:******@h abc"
+
+
+def test_masking_filter_masks_formatted_records(tmp_path):
+    masking.register("hunter22")
+    log = logging.getLogger("test.mask")
+    handler = logging.FileHandler(tmp_path / "x.log")
+    handler.addFilter(masking.MaskingFilter())
+    log.addHandler(handler)
+    log.warning("password is %s", "hunter22")
+    handler.close()
+    assert (tmp_path / "x.log").read_text() == "password is ******\n"
+
+
+@pytest.fixture
+def shell(tmp_path):
+    log = logging.getLogger("test.shell")
+    log.setLevel(logging.INFO)
+    handler = logging.FileHandler(tmp_path / "phase.log")
+    handler.addFilter(masking.MaskingFilter())
+    log.addHandler(handler)
+    yield Shell(log, tmp_path / "phase.log"), tmp_path / "phase.log"
+    log.removeHandler(handler)
+    handler.close()
+
+
+def test_shell_logs_command_output_exit_code_and_time(shell):
+    sh, path = shell
+    masking.register("s3cr3t-value")
+    result = sh.run(["sh", "-c", "echo out; echo err >&2", "ignored", "s3cr3t-value"])
+    assert result.stdout == "out\n" and result.stderr == "err\n" and result.ok
+    text = path.read_text()
+    assert "$ sh -c 'echo out; echo err >&2' ignored ******" in text
+    assert "  out\n" in text and "  err\n" in text and "-> exit 0 in" in text
+    assert "s3cr3t-value" not in text
+
+
+def test_shell_failure_carries_command_and_tail(shell):
+    sh, _ = shell
+    with pytest.raises(CommandFailed) as info:
+        sh.run(["sh", "-c", "echo first; echo boom >&2; exit 3"])
+    assert info.value.result.returncode == 3
+    assert "exit code 3" in str(info.value) and "boom" in str(info.value)
+    assert sh.run(["false"], check=False).returncode == 1
+    assert sh.ok(["true"]) and not sh.ok(["false"])
+
+
+def test_shell_input_env_cwd_timeout(shell, tmp_path):
+    sh, _ = shell
+    assert sh.output(["cat"], input="via stdin") == "via stdin"
+    assert sh.output(["sh", "-c", "echo $FOO; pwd"], env={"FOO": "bar"}, cwd=tmp_path) == f"bar\n{tmp_path}\n"
+    started = time.monotonic()
+    result = sh.run(["sleep", "5"], timeout=0.5, check=False)
+    assert result.returncode != 0 and time.monotonic() - started < 3
+
+
+def test_post_config_merge_replaces_adds_and_keeps_comments():
+    text = "# head\n[DEFAULT]\ndebug = false\n# note\n\n[database]\nconnection = x\n"
+    merged = postconfig.merge_ini(text, [("DEFAULT", "debug", "true"), ("database", "max_retries", "5"),
+                                         ("new", "k", "v"), ("DEFAULT", "debug", "last-wins")])
+    assert merged == ("# head\n[DEFAULT]\ndebug = last-wins\n# note\n\n[database]\nconnection = x\n"
+                      "max_retries = 5\n\n[new]\nk = v\n")
+
+
+def fake_settings(**overrides):
+    values = dict(service_host="127.0.0.1", database_password="p$ss w'rd@/", rabbit_password="r@bbit",
+                  admin_password='a"dm$in', logdir=Path("/opt/stack/logs"), stack_user="stack",
+                  venv=Path("/opt/stack/data/venv"), api_workers=1)
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def test_keystone_conf_escapes_dollar_and_quotes_url():
+    text = templates.render("keystone/keystone.conf.j2", fake_settings())
+    assert "connection = mysql+pymysql://root:p%24ss%20w%27rd%40%2F@127.0.0.1/keystone?charset=utf8" in text
+    assert "memcache_servers = 127.0.0.1:11211" in text
+
+
+def test_openrc_quotes_password_for_the_shell(tmp_path):
+    import subprocess
+    text = templates.render("openrc/openrc.j2", fake_settings(admin_password="it's $x \"q\""), region="RegionOne")
+    (tmp_path / "openrc").write_text(text)
+    out = subprocess.run(["bash", "-c", f"source {tmp_path}/openrc admin admin; echo \"$OS_PASSWORD|$OS_USERNAME\""],
+                         capture_output=True, text=True).stdout
+    assert out == "it's $x \"q\"|admin\n"
+
+
+def test_uwsgi_template():
+    text = templates.render("uwsgi.ini.j2", fake_settings(), name="keystone", module="keystone.wsgi.api",
+                            bind="127.0.0.1:5000", venv="/v", processes=2, threads=1, env={"A": "b"}, pyargv="")
+    assert "module = keystone.wsgi.api\nhttp-socket = 127.0.0.1:5000\n" in text
+    assert "processes = 2\n" in text and "env = A=b\n" in text and "pyargv" not in text
+
+
+def test_process_supervisor_start_status_stop(tmp_path):
+    sup = ProcessSupervisor(tmp_path / "run", tmp_path / "logs")
+    log = logging.getLogger("test.sup")
+    me = getpass.getuser()
+    daemon = Daemon("sleeper", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                    user=me, ready=lambda: "up" in (tmp_path / "logs" / "sleeper.log").read_text())
+    assert sup.ensure_running(daemon, log) == "started"
+    status = sup.status(daemon)
+    assert status.running and status.pid and status.rss_bytes > 0
+    assert sup.ensure_running(daemon, log) == "running"
+    pid = status.pid
+    assert sup.ensure_running(daemon, log, restart=True) == "restarted"
+    assert sup.status(daemon).pid != pid
+    assert sup.stop(daemon, log)
+    assert not sup.status(daemon).running
+    assert not sup.stop(daemon, log)
+
+
+def test_process_supervisor_reports_a_daemon_that_dies(tmp_path):
+    sup = ProcessSupervisor(tmp_path / "run", tmp_path / "logs")
+    daemon = Daemon("dies", ["sh", "-c", "echo cannot bind; exit 1"], user=getpass.getuser(),
+                    ready=lambda: False)
+    with pytest.raises(DaemonFailed, match="exited while starting"):
+        sup.ensure_running(daemon, logging.getLogger("t"))
+    assert "cannot bind" in (tmp_path / "logs" / "dies.log").read_text()
+
+
+def test_recycled_pid_is_not_ours(tmp_path):
+    import json, os
+    sup = ProcessSupervisor(tmp_path / "run", tmp_path / "logs")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x.json").write_text(json.dumps({"pid": os.getpid(), "create_time": 1.0, "argv": []}))
+    assert sup.process(Daemon("x", ["true"])) is None

@@ -1,0 +1,145 @@
+"""Ordering, parallel groups, resume and the on-purpose failure, with fake phases (no root)."""
+import logging
+import threading
+import time
+
+import pytest
+
+from minstack.phase import Phase, Step
+from minstack.pipeline import Pipeline, PipelineError, Reporter, select, step_skip_reason, waves
+from minstack.state import State
+
+
+class FakeSettings:
+    def __init__(self, services=()):
+        self.enabled_services = frozenset(services)
+
+    def is_enabled(self, *names):
+        return any(n in self.enabled_services for n in names)
+
+
+class Ctx:
+    def __init__(self, name):
+        self.log = logging.getLogger(f"test.{name}")
+
+
+class Recording(Phase):
+    """A phase whose steps append to a shared journal."""
+
+    journal: list = None
+    sleep: float = 0.0
+    fail_at: str | None = None
+
+    def steps(self, ctx):
+        def act(step_name):
+            def run():
+                self.journal.append(("start", self.name, step_name, time.monotonic()))
+                time.sleep(self.sleep)
+                if self.fail_at == step_name:
+                    raise RuntimeError(f"{self.name}/{step_name} broke")
+                self.journal.append(("end", self.name, step_name, time.monotonic()))
+            return run
+        return [Step("one", act("one"), once_key="k1"), Step("two", act("two"), once_key="k2")]
+
+
+def make(name, requires=(), services=(), **kw):
+    phase = Recording(name=name, requires=requires, services=services)
+    for key, value in kw.items():
+        setattr(phase, key, value)
+    return phase
+
+
+def run(phases, tmp_path, journal, fail_phase=None, state=None):
+    for p in phases:
+        p.journal = journal
+    state = state or State(tmp_path / "state.json")
+    return Pipeline(phases, lambda p: Ctx(p.name), state, Reporter(), fail_phase=fail_phase).run(), state
+
+
+def test_waves_follow_requirements():
+    a, b, c, d = make("a"), make("b", ("a",)), make("c", ("a",)), make("d", ("b", "c"))
+    assert [[p.name for p in w] for w in waves([d, c, b, a])] == [["a"], ["c", "b"], ["d"]]
+
+
+def test_missing_requirement_drops_out_but_cycle_is_an_error():
+    assert [[p.name for p in w] for w in waves([make("b", ("not-enabled",))])] == [["b"]]
+    with pytest.raises(PipelineError, match="cycle: x, y"):
+        waves([make("x", ("y",)), make("y", ("x",))])
+
+
+def test_select_only_skip_and_enabled():
+    phases = [make("a"), make("b", services=("key",)), make("c")]
+    assert [p.name for p in select(phases, FakeSettings())] == ["a", "c"]
+    assert [p.name for p in select(phases, FakeSettings({"key"}), only=["b"])] == ["b"]
+    assert [p.name for p in select(phases, FakeSettings({"key"}), skip=["a"])] == ["b", "c"]
+    with pytest.raises(PipelineError, match="did you mean 'a'"):
+        select(phases, FakeSettings(), only=["aa"])
+
+
+def test_independent_phases_run_in_parallel_and_order_is_kept(tmp_path):
+    journal = []
+    phases = [make("a", sleep=0.05), make("b", ("a",), sleep=0.3), make("c", ("a",), sleep=0.3),
+              make("d", ("b", "c"))]
+    result, _ = run(phases, tmp_path, journal)
+    assert result.failed is None
+    events = {(e[0], e[1], e[2]): e[3] for e in journal}
+    # b and c overlap in time
+    assert events[("start", "c", "one")] < events[("end", "b", "two")]
+    assert events[("start", "b", "one")] < events[("end", "c", "two")]
+    # d only after both
+    assert events[("start", "d", "one")] >= max(events[("end", "b", "two")], events[("end", "c", "two")])
+    assert result.wall_seconds < sum(r.seconds for r in result.phases.values())
+
+
+def test_failure_stops_dependents_and_resume_skips_finished_steps(tmp_path):
+    journal = []
+    phases = [make("a"), make("b", ("a",), fail_at="two"), make("c", ("b",))]
+    result, state = run(phases, tmp_path, journal)
+    assert result.failed.name == "b"
+    assert result.phases["c"].status == "cancelled"
+    assert "broke" in str(result.failed.error)
+    # the cause is fixed; a new pipeline with the saved state resumes at b/two
+    journal.clear()
+    phases[1].fail_at = None
+    result, _ = run(phases, tmp_path, journal, state=State(tmp_path / "state.json"))
+    assert result.failed is None
+    started = [(e[1], e[2]) for e in journal if e[0] == "start"]
+    assert started == [("b", "two"), ("c", "one"), ("c", "two")]
+    assert result.phases["a"].steps_skipped == 2
+
+
+def test_fail_phase_on_purpose(tmp_path):
+    result, _ = run([make("a"), make("b", ("a",))], tmp_path, [], fail_phase="b")
+    assert result.failed.name == "b"
+    assert "MINSTACK_DEBUG_FAIL_PHASE=b" in str(result.failed.error)
+
+
+def test_step_skip_reason(tmp_path):
+    state = State(tmp_path / "s.json")
+    assert step_skip_reason(Step("x", print, check=lambda: True), state, "p") == "already so"
+    assert step_skip_reason(Step("x", print, check=lambda: False), state, "p") is None
+    assert step_skip_reason(Step("x", print, once_key="v1"), state, "p") is None
+    state.record_step("p", "x", "v1")
+    assert step_skip_reason(Step("x", print, once_key="v1"), state, "p") == "done before"
+    # new inputs (another lock file, another version): runs again
+    assert step_skip_reason(Step("x", print, once_key="v2"), state, "p") is None
+    assert step_skip_reason(Step("x", print), state, "p") is None
+
+
+def test_at_most_two_phases_at_once(tmp_path):
+    active, peak, lock = [0], [0], threading.Lock()
+
+    class Counting(Phase):
+        def steps(self, ctx):
+            def act():
+                with lock:
+                    active[0] += 1
+                    peak[0] = max(peak[0], active[0])
+                time.sleep(0.1)
+                with lock:
+                    active[0] -= 1
+            return [Step("s", act)]
+
+    phases = [Counting(name=n) for n in "abcde"]
+    Pipeline(phases, lambda p: Ctx(p.name), State(tmp_path / "s.json"), Reporter()).run()
+    assert peak[0] == 2
