@@ -1,0 +1,23 @@
+"""memcached: Keystone's token cache (and later Horizon's sessions)."""
+from __future__ import annotations
+
+from minstack.phase import Phase, Step
+from minstack.probes import tcp_open
+from minstack.supervisor import Daemon
+
+
+class Memcached(Phase):
+    def daemons(self, ctx):
+        host = ctx.settings.service_host
+        return [Daemon("memcached", ["/usr/bin/memcached", "-l", host, "-p", "11211", "-U", "0",
+                                     "-m", "64", "-c", "1024"],
+                       user="memcache", service="memcached", ready=lambda: tcp_open(host, 11211))]
+
+    def steps(self, ctx):
+        [daemon] = self.daemons(ctx)
+        return [Step("start", lambda: ctx.start(daemon), f"memcached on {ctx.settings.service_host}:11211")]
+
+
+# DevStack has no service name for memcached: it runs whenever Keystone does.
+PHASE = Memcached(name="memcached", requires=("packages",), services=("key", "horizon"), debs=("memcached",),
+                  keep_running_on_unstack=True)

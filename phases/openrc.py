@@ -1,0 +1,45 @@
+"""openrc at the repository root and /etc/openstack/clouds.yaml, with DevStack's names."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from minstack import identity
+from minstack.paths import REPO
+from minstack.phase import Phase, Step
+
+OPENRC = REPO / "openrc"
+CLOUDS_YAML = Path("/etc/openstack/clouds.yaml")
+
+
+def repo_owner() -> str:
+    """openrc belongs to whoever cloned minstack (they source it), not to root."""
+    import pwd
+    return pwd.getpwuid(REPO.stat().st_uid).pw_name
+
+
+class OpenRC(Phase):
+    def steps(self, ctx):
+        s = ctx.settings
+        region = identity.REGION
+        return [
+            Step("openrc", lambda: ctx.render("openrc/openrc.j2", OPENRC, mode=0o600, owner=repo_owner(),
+                                              region=region),
+                 f"{OPENRC} (0600): source openrc [user] [project]"),
+            Step("clouds.yaml", lambda: ctx.render("openrc/clouds.yaml.j2", CLOUDS_YAML, mode=0o640,
+                                                   owner="root", group=s.stack_user, region=region),
+                 f"{CLOUDS_YAML} (0640 root:{s.stack_user}): devstack, devstack-admin, devstack-alt, …"),
+        ]
+
+    def summary(self, settings):
+        return [("credentials", f"source {os.path.relpath(OPENRC)} admin admin   "
+                                f"(or OS_CLOUD=devstack-admin)")]
+
+    def clean(self, ctx):
+        for path in (OPENRC, CLOUDS_YAML):
+            if path.exists():
+                path.unlink()
+                ctx.log.info("removed %s", path)
+
+
+PHASE = OpenRC(name="openrc", requires=("accounts",), services=("key",))

@@ -1,0 +1,71 @@
+"""One virtualenv for every OpenStack service ($DATA_DIR/venv), from the release's pinned lock file.
+
+Installed with uv (several times faster than pip here: tools/bench_install.py
+measures both). The venv is owned by root: the services run as the stack user
+and can read, but not change, their own code.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from minstack.errors import MinstackError
+from minstack.paths import REQUIREMENTS
+from minstack.phase import Phase, Step
+
+OPENSTACK_CLI_LINK = Path("/usr/local/bin/openstack")
+
+
+def uv_binary() -> str:
+    """uv comes with minstack's own venv (requirements.txt)."""
+    candidate = Path(sys.executable).parent / "uv"
+    if not candidate.exists():
+        raise MinstackError(f"uv not found at {candidate}; re-run ./stack.py to refresh minstack's venv")
+    return str(candidate)
+
+
+def lock_file(release: str) -> Path:
+    path = REQUIREMENTS / f"{release}-lock.txt"
+    if not path.exists():
+        raise MinstackError(f"no lock file for release {release}: {path}")
+    return path
+
+
+class Venv(Phase):
+    def steps(self, ctx):
+        s = ctx.settings
+        venv = s.venv
+        python = venv / "bin" / "python"
+        lock = lock_file(s.openstack_release)
+        fingerprint = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+        # uv keeps its cache outside DATA_DIR, so a re-stack after unstack --clean is warm.
+        env = {"UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", "/var/cache/minstack/uv"),
+               "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+
+        def link_cli():
+            if OPENSTACK_CLI_LINK.is_symlink() or OPENSTACK_CLI_LINK.exists():
+                OPENSTACK_CLI_LINK.unlink()
+            OPENSTACK_CLI_LINK.symlink_to(venv / "bin" / "openstack")
+
+        return [
+            Step("create", lambda: ctx.sh.run([uv_binary(), "venv", "--python", "/usr/bin/python3", "--seed",
+                                               venv], env=env),
+                 f"create {venv} with Debian's python3", check=python.exists),
+            Step("install", lambda: ctx.sh.run([uv_binary(), "pip", "install", "--python", python,
+                                                "--compile-bytecode", "-r", lock], env=env),
+                 f"install OpenStack {s.openstack_release} from {lock.name}", once_key=fingerprint),
+            Step("openstack cli", link_cli, f"{OPENSTACK_CLI_LINK} -> the venv's openstack",
+                 check=lambda: OPENSTACK_CLI_LINK.is_symlink()
+                 and OPENSTACK_CLI_LINK.resolve() == (venv / "bin" / "openstack").resolve()),
+        ]
+
+    def clean(self, ctx):
+        if OPENSTACK_CLI_LINK.is_symlink() and str(os.readlink(OPENSTACK_CLI_LINK)).startswith(
+                str(ctx.settings.venv)):
+            OPENSTACK_CLI_LINK.unlink()
+            ctx.log.info("removed %s", OPENSTACK_CLI_LINK)
+
+
+PHASE = Venv(name="venv", requires=("packages", "prereqs"), debs=("venv",))
