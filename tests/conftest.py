@@ -1,0 +1,14 @@
+"""Options for the functional suite (they live here so `pytest tests/unit tests/functional` sees them)."""
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("minstack")
+    group.addoption("--stack", action="store_true",
+                    help="stack this host with --localrc first; also run the lifecycle tests "
+                         "(re-run, unstack, clean), which end with ./unstack.py --clean")
+    group.addoption("--localrc", default=None,
+                    help="the localrc the stack uses (default: tests/functional/localrc)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lifecycle: re-runs, stops or cleans the stack (only with --stack)")
