@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import shutil
@@ -47,6 +48,26 @@ def load_config(arg: str | None) -> Settings:
     settings = load_settings(path, host, secrets_file=secrets_path(first))
     masking.register(*settings.secret_values())
     return settings
+
+
+# ---- one run at a time ----------------------------------------------------------------------
+LOCK_PATH = Path("/run/minstack.lock")
+
+
+def take_run_lock(console) -> object | None:
+    """Only one stack.py/unstack.py changes this host at a time; None (after saying so) if busy."""
+    handle = open(LOCK_PATH, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        console.print(f"[bold red]minstack:[/] another ./stack.py or ./unstack.py is running "
+                      f"({handle.read().strip() or 'pid unknown'}); wait for it to finish")
+        return None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle  # the lock lives as long as this file object
 
 
 # ---- logging -----------------------------------------------------------------------------------
@@ -148,6 +169,9 @@ def stack_main(argv: list[str]) -> int:
         if args.dry_run or args.command == "plan":
             print_plan(console, phases, settings, state)
             return 0
+        lock = take_run_lock(console)
+        if lock is None:
+            return 4
         return run_stack(console, settings, phases, state, args)
     except MinstackError as error:
         console.print(f"[bold red]minstack:[/] {masking.mask(str(error))}")
@@ -214,6 +238,9 @@ def unstack_main(argv: list[str]) -> int:
     except ConfigError as error:
         print_config_error(console, error)
         return 2
+    lock = take_run_lock(console)
+    if lock is None:
+        return 4
     setup_logging(settings, "unstack")
     state = State(settings.state_dir / "state.json")
     supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)

@@ -80,6 +80,10 @@ SUPPORTED_SERVICES: frozenset[str] = frozenset({
     "rabbit",
     "key",
     "placement-client",  # no daemon: only changes how Nova is configured
+    "g-api",
+    "placement-api",
+    "n-api", "n-cond", "n-sch", "n-cpu", "n-novnc", "n-api-meta",
+    "q-svc", "q-ovn-agent", "ovn-northd", "ovn-controller", "ovs-vswitchd", "ovsdb-server",
 })
 
 # Known services minstack will never install, with the reason shown to the

@@ -20,8 +20,14 @@ PORTS = {
 
 
 def ini_escape(value: object) -> str:
-    """oslo.config interpolates ``$name``: a literal ``$`` must be written ``$$``."""
-    return str(value).replace("$", "$$")
+    """A value oslo.config reads back exactly as given.
+
+    oslo.config interpolates ``$name`` (a literal ``$`` is written ``$$``), strips
+    surrounding white space and one pair of matching outer quotes: wrapping the
+    value in double quotes keeps a password like ``'pw '`` intact.
+    """
+    return '"' + str(value).replace("$", "$$") + '"'
+
 
 
 def urlquote(value: object) -> str:

@@ -97,7 +97,7 @@ def fake_settings(**overrides):
 
 def test_keystone_conf_escapes_dollar_and_quotes_url():
     text = templates.render("keystone/keystone.conf.j2", fake_settings())
-    assert "connection = mysql+pymysql://root:p%24ss%20w%27rd%40%2F@127.0.0.1/keystone?charset=utf8" in text
+    assert "connection = \"mysql+pymysql://root:p%24ss%20w%27rd%40%2F@127.0.0.1/keystone?charset=utf8\"" in text
     assert "memcache_servers = 127.0.0.1:11211" in text
 
 
