@@ -150,3 +150,13 @@ def test_recycled_pid_is_not_ours(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "x.json").write_text(json.dumps({"pid": os.getpid(), "create_time": 1.0, "argv": []}))
     assert sup.process(Daemon("x", ["true"])) is None
+
+
+def test_rootwrap_conf_rewrite_points_at_etc_and_appends_venv():
+    from minstack.rootwrap import rewrite_conf
+    text = "[DEFAULT]\nfilters_path=/etc/nova/rootwrap.d,/usr/share/nova/rootwrap\n" \
+           "exec_dirs=/sbin,/usr/sbin,/bin,/usr/bin\nuse_syslog=False\n"
+    out = rewrite_conf(text, "nova", Path("/opt/stack/data/venv"))
+    assert "filters_path=/etc/nova/rootwrap.d\n" in out
+    assert "exec_dirs=/sbin,/usr/sbin,/bin,/usr/bin,/opt/stack/data/venv/bin\n" in out
+    assert rewrite_conf(out, "nova", Path("/opt/stack/data/venv")) == out  # idempotent

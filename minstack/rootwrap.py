@@ -1,0 +1,42 @@
+"""A project's rootwrap, installed the upstream way (DevStack's configure_rootwrap).
+
+Services that need root (nova-compute, neutron-ovn-agent, cinder-volume) run
+``sudo <project>-rootwrap /etc/<project>/rootwrap.conf <command>``; oslo.privsep
+starts its helper the same way.  The filters and rootwrap.conf are copied out
+of the venv to /etc/<project>/, root-owned: whoever could edit them would be root.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def conf_path(project: str) -> Path:
+    return Path("/etc") / project / "rootwrap.conf"
+
+
+def rewrite_conf(text: str, project: str, venv: Path) -> str:
+    """Point filters_path at /etc/<project>/rootwrap.d and let exec_dirs find the venv's
+    privsep-helper (appended last, so system binaries such as ip and haproxy win)."""
+    text = re.sub(r"(?m)^filters_path\s*=.*$", f"filters_path=/etc/{project}/rootwrap.d", text)
+
+    def add_venv(match: re.Match) -> str:
+        dirs = [d.strip() for d in match.group(1).split(",") if d.strip()]
+        if str(venv / "bin") not in dirs:
+            dirs.append(str(venv / "bin"))
+        return "exec_dirs=" + ",".join(dirs)
+
+    return re.sub(r"(?m)^exec_dirs\s*=(.*)$", add_venv, text)
+
+
+def install(ctx, project: str) -> bool:
+    """Copy rootwrap.conf and rootwrap.d/*.filters for project; True when something changed."""
+    venv = ctx.settings.venv
+    source = venv / "etc" / project
+    etc = Path("/etc") / project
+    ctx.ensure_dir(etc / "rootwrap.d", owner="root", mode=0o755)
+    changed = ctx.write_file(conf_path(project),
+                             rewrite_conf((source / "rootwrap.conf").read_text(), project, venv), mode=0o644)
+    for filters in sorted((source / "rootwrap.d").glob("*.filters")):
+        changed |= ctx.write_file(etc / "rootwrap.d" / filters.name, filters.read_bytes(), mode=0o644)
+    return changed
