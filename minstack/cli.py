@@ -194,6 +194,9 @@ def run_stack(console, settings: Settings, phases: list[Phase], state: State, ar
     with pipeline.reporter:
         result = pipeline.run()
     console.print(timing_table(result))
+    for phase_result in result.phases.values():
+        for note in phase_result.notes:
+            console.print(f"[yellow]note[/] ({phase_result.name}): {note}")
     if result.failed:
         state.record_run(ok=False, failed_phase=result.failed.name, seconds=result.wall_seconds)
         _, log_path = phase_log(settings, result.failed.name)

@@ -25,6 +25,12 @@ class Context:
     log_path: Path
     # daemons whose configuration changed in this run: started again by start()
     restart: set[str] = field(default_factory=set)
+    # what the user should read in the closing summary (a fallback taken, a choice made)
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        self.log.info("note: %s", message)
+        self.notes.append(message)
 
     def start(self, daemon) -> str:
         """Start daemon unless it runs; restart it when its configuration changed in this run."""

@@ -96,3 +96,10 @@ def ensure_service_account(settings, conn, user: str, service_name: str, service
     service = ensure_service(conn, service_name, service_type, description)
     if url:
         ensure_endpoints(conn, service, url)
+
+
+def user_connection(settings, username: str, project: str) -> openstack.connection.Connection:
+    """A connection as one of DevStack's users (they all have ADMIN_PASSWORD)."""
+    auth = password_auth(settings, username, settings.admin_password, project)
+    return openstack.connection.Connection(session=ks_session.Session(auth=auth), region_name=REGION,
+                                           identity_interface="public")

@@ -103,6 +103,7 @@ class PhaseResult:
     steps_run: int = 0
     steps_skipped: int = 0
     error: BaseException | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -196,5 +197,6 @@ class Pipeline:
             ctx.log.exception("phase %s failed", phase.name)
             raise
         finally:
+            result.notes = list(getattr(ctx, "notes", []))
             result.seconds = time.monotonic() - started
             self.reporter.phase_finished(result)
