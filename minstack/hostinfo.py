@@ -7,10 +7,14 @@ how the unit tests feed a fake host.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
+from pathlib import Path
+from urllib.parse import urlparse
 
 from minstack.errors import MinstackError
 
@@ -39,11 +43,17 @@ class HostFacts:
     routes: tuple[Route, ...]
     addresses: tuple[tuple[IPv4Interface, str], ...]  # (address/prefix, device)
     hostname: str
+    # Remote addresses the host cannot lose (its DNS servers, package mirrors, PyPI), reached
+    # through the default route: a range over one of them cuts the host off (measured: a test
+    # network on the registries' 203.0.113.0/24 cut this kind of host off for 11 minutes).
+    depends_on: tuple[tuple[IPv4Address, str], ...] = ()
 
     @classmethod
     def probe(cls) -> "HostFacts":
         """Read the running host's routes and addresses (changes nothing)."""
-        return cls.from_ip_json(_ip_json("route"), _ip_json("addr"), socket.gethostname())
+        facts = cls.from_ip_json(_ip_json("route"), _ip_json("addr"), socket.gethostname())
+        return cls(facts.default_dev, facts.default_ip, facts.routes, facts.addresses, facts.hostname,
+                   remote_dependencies())
 
     @classmethod
     def from_ip_json(cls, route_json: str, addr_json: str, hostname: str = "localhost") -> "HostFacts":
@@ -70,6 +80,8 @@ class HostFacts:
                 continue
             seen.add(network)
             used.append((network, dev, kind))
+        for address, what in self.depends_on:
+            used.append((IPv4Network(address), what, "dependency"))
         return used
 
     def local_ips(self) -> set[str]:
@@ -150,3 +162,63 @@ def _ip_json(what: str) -> str:
     except subprocess.TimeoutExpired:
         raise MinstackError(f"`{' '.join(command)}` did not answer within 30 seconds")
     return done.stdout
+
+
+# ---- what the host depends on beyond its own networks ---------------------------------------
+PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
+
+
+def nameservers(resolv_conf: str) -> list[IPv4Address]:
+    found = []
+    for line in resolv_conf.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                address = ip_address(parts[1])
+            except ValueError:
+                continue
+            if isinstance(address, IPv4Address) and not address.is_loopback:
+                found.append(address)
+    return found
+
+
+def apt_hosts(texts: list[str]) -> list[str]:
+    """Host names in apt sources: one-line ``deb http://host/...`` and deb822 ``URIs:``."""
+    hosts = []
+    for text in texts:
+        for url in re.findall(r"(?m)^[ \t]*(?:deb(?:-src)?[ \t]+(?:\[[^\]]*\][ \t]+)?|URIs:[ \t]*)(\S+(?:[ \t]+\S+)*)", text):
+            for word in url.split():
+                host = urlparse(word).hostname
+                if host and urlparse(word).scheme in ("http", "https") and host not in hosts:
+                    hosts.append(host)
+    return hosts
+
+
+def _resolve(name: str) -> list[IPv4Address]:
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return sorted({IPv4Address(info[4][0]) for info in infos})
+
+
+def remote_dependencies(timeout: float = 5.0) -> tuple[tuple[IPv4Address, str], ...]:
+    """The DNS servers, package mirrors and PyPI addresses this host uses (read-only lookups)."""
+    found: list[tuple[IPv4Address, str]] = []
+    try:
+        found += [(ns, "a DNS server in /etc/resolv.conf") for ns in nameservers(Path("/etc/resolv.conf").read_text())]
+    except OSError:
+        pass
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+               *sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+    texts = [p.read_text(errors="replace") for p in sources if p.is_file()]
+    names = [(h, "a package mirror in the apt sources") for h in apt_hosts(texts)]
+    names += [(h, "the Python package index") for h in PYPI_HOSTS]
+    pool = ThreadPoolExecutor(max_workers=8)
+    futures = {pool.submit(_resolve, name): (name, why) for name, why in names}
+    done, _ = wait(futures, timeout=timeout)  # DNS that does not answer must not stall validation
+    pool.shutdown(wait=False, cancel_futures=True)
+    for future in done:
+        name, why = futures[future]
+        found += [(address, f"{name}, {why}") for address in future.result()]
+    return tuple(sorted(set(found)))

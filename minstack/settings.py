@@ -65,6 +65,9 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
             "CIDR of the public network that floating IPs come from; routed through br-ex"),
     KeySpec("PUBLIC_NETWORK_GATEWAY", "network", "ip", None,
             "gateway address of the public network (default: the first host of FLOATING_RANGE)"),
+    KeySpec("NOVNCPROXY_URL", "network", "url", "http://$SERVICE_HOST:6080/vnc_lite.html",
+            "URL browsers open for instance consoles (nova's novncproxy_base_url); behind a port "
+            "forward, the forwarded address"),
     # passwords
     KeySpec("ADMIN_PASSWORD", "passwords", "password", None, "password of the 'admin' cloud user"),
     KeySpec("DATABASE_PASSWORD", "passwords", "password", None, "password of the database 'root' user"),
@@ -138,6 +141,7 @@ class Settings:
     fixed_range: IPv4Network
     floating_range: IPv4Network
     public_network_gateway: IPv4Address
+    novncproxy_url: str
     openstack_release: str
     install_method: str
     offline: bool
@@ -289,6 +293,13 @@ def _to_urls(text: str, spec: KeySpec) -> tuple[str, ...]:
     return urls
 
 
+def _to_url(text: str, spec: KeySpec) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(char.isspace() for char in text):
+        raise ValueError("is not an http:// or https:// URL")
+    return text
+
+
 def _to_phase(text: str, spec: KeySpec) -> str:
     if not _PHASE_NAME.fullmatch(text):
         raise ValueError("is not a phase name")
@@ -299,7 +310,7 @@ CONVERTERS: dict[str, Callable[[str, KeySpec], object]] = {
     "ip": _to_ip, "network": _to_network, "file": _to_file, "dir": _to_dir, "user": _to_user,
     "password": _to_password, "release": _to_release, "choice": _to_choice,
     "install_method": _to_install_method, "bool": _to_bool, "int": _to_int, "urls": _to_urls,
-    "phase": _to_phase,
+    "url": _to_url, "phase": _to_phase,
 }
 
 
@@ -563,7 +574,8 @@ class _Loader:
         clashes = [(used, dev, kind) for used, dev, kind in in_use if used.overlaps(network)]
         if not clashes:
             return
-        described = ", ".join(f"{used} ({kind} on {dev or 'no device'})" for used, dev, kind in clashes)
+        described = ", ".join(f"{used.network_address} ({dev}: the host would lose it)" if kind == "dependency"
+                              else f"{used} ({kind} on {dev or 'no device'})" for used, dev, kind in clashes)
         avoid = [used for used, _, _ in in_use] + ([other] if other else [])
         free = _free_range(network.prefixlen, avoid, near=IPv4Network(KEYS[key].default))
         hint = f"; pick a free range, e.g. {key}={free}" if free else ""
@@ -672,6 +684,7 @@ class _Loader:
             fixed_range=v["FIXED_RANGE"],
             floating_range=v["FLOATING_RANGE"],
             public_network_gateway=v["PUBLIC_NETWORK_GATEWAY"],
+            novncproxy_url=v["NOVNCPROXY_URL"],
             openstack_release=v["OPENSTACK_RELEASE"],
             install_method=v["INSTALL_METHOD"],
             offline=v["OFFLINE"],

@@ -646,3 +646,25 @@ def test_hostinfo_rejects_garbage():
     ("genev_sys_6081", True), ("mst-veth0", True), ("eth0", False), ("br0", False), ("docker0", False)])
 def test_minstack_owned_devices(name, owned):
     assert minstack_owned_device(name) is owned
+
+
+# ---- addresses the host depends on through its default route --------------------------------
+def test_a_range_over_a_package_mirror_is_refused(tmp_path):
+    import dataclasses
+    host = dataclasses.replace(HOST, depends_on=((IPv4Address("198.51.100.80"),
+                                                 "deb.debian.org, a package mirror in the apt sources"),))
+    found = problems(tmp_path, "FLOATING_RANGE=198.51.100.0/24\n", host=host)
+    assert found == [f"{tmp_path / 'localrc'}:1: FLOATING_RANGE=198.51.100.0/24 overlaps 198.51.100.80 "
+                     "(deb.debian.org, a package mirror in the apt sources: the host would lose it) already "
+                     "used by this host; pick a free range, e.g. FLOATING_RANGE=172.16.0.0/24"]
+    assert load(tmp_path, "FLOATING_RANGE=198.51.101.0/24\n", host).floating_range == IPv4Network("198.51.101.0/24")
+
+
+def test_nameservers_and_apt_hosts_parsing():
+    from minstack.hostinfo import apt_hosts, nameservers
+    assert nameservers("# c\nnameserver 10.255.255.53\nnameserver ::1\nnameserver 127.0.0.53\nsearch x\n") == \
+        [IPv4Address("10.255.255.53")]
+    one_line = "deb http://deb.debian.org/debian bookworm main\ndeb [arch=amd64] https://m.example/x y z\n" \
+               "# deb http://commented.example/ x\ndeb file:/local ./\n"
+    deb822 = "Types: deb\nURIs: http://deb.debian.org/debian http://security.debian.org/debian-security\n"
+    assert apt_hosts([one_line, deb822]) == ["deb.debian.org", "m.example", "security.debian.org"]

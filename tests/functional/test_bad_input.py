@@ -1,0 +1,93 @@
+"""Bad input: each malformed or dangerous localrc gives a clear file:line error, a non-zero exit,
+and changes nothing on the host (the real ./stack.py, as a user runs it)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+# (localrc text, the line the error must name, words the message must contain)
+CASES = [
+    ('HOST_IP=10.0.0.300\n', 1, "HOST_IP"),
+    ('HOST_IP=127.0.0.1\nSERVICE_HOST=not-an-ip\n', 2, "SERVICE_HOST"),
+    ('HOST_IP=127.0.0.1\nFIXED_RANGE=10.0.0.0/33\n', 2, "FIXED_RANGE"),
+    ('HOST_IP=127.0.0.1\nFLOATING_RANGE=172.24.4.0/24\nPUBLIC_NETWORK_GATEWAY=172.24.5.1\n', 3,
+     "PUBLIC_NETWORK_GATEWAY"),
+    ('HOST_IP=127.0.0.1\nFIXED_RANGE=172.24.4.0/24\n', 2, "overlaps"),
+    ('HOST_IP=127.0.0.1\n# the registries live here\nFLOATING_RANGE=203.0.113.0/24\n', 3, "overlaps"),
+    ('HOST_IP=127.0.0.1\nFIXED_RANGE=192.0.2.0/24\n', 2, "overlaps"),
+    ('HOST_IP=127.0.0.1\nenable_service n-cpus\n', 2, "did you mean 'n-cpu'"),
+    ('HOST_IP=127.0.0.1\nENABLED_SERVICES=key,mysql,rabit\n', 2, "did you mean 'rabbit'"),
+    ('HOST_IP=127.0.0.1\nADMIN_PASSWORD="unterminated\n', 2, 'unterminated "'),
+    ("HOST_IP=127.0.0.1\nADMIN_PASSWORD='also unterminated\n", 2, "unterminated '"),
+    ('HOST_IP=127.0.0.1\nADMIN_PASSWORD=$(cat /etc/shadow)\n', 2, "shell"),
+    ('HOST_IP=127.0.0.1\nDATABASE_PASSWORD=`id`\n', 2, "shell"),
+    ('HOST_IP=127.0.0.1\nif true; then X=1; fi\n', 2, "shell"),
+    ('HOST_IP=127.0.0.1\nADMIN_PASSWORD=\n', 2, "ADMIN_PASSWORD"),
+    ('HOST_IP=127.0.0.1\nAPI_WORKERS=many\n', 2, "API_WORKERS"),
+    ('HOST_IP=127.0.0.1\nAPI_WORKERS=0\n', 2, "API_WORKERS"),
+    ('HOST_IP=127.0.0.1\nLIBVIRT_TYPE=xen\n', 2, "LIBVIRT_TYPE"),
+    ('HOST_IP=127.0.0.1\nINSTALL_METHOD=packages\n', 2, "not supported yet"),
+    ('HOST_IP=127.0.0.1\nOPENSTACK_RELEASE=2023.1\n', 2, "2026.2"),
+    ('HOST_IP=127.0.0.1\nDEST=relative/path\n', 2, "DEST"),
+    ('HOST_IP=127.0.0.1\nOFFLINE=maybe\n', 2, "OFFLINE"),
+    ('HOST_IP=127.0.0.1\nSTACK_USER=root\n', 2, "STACK_USER"),
+    ('[[local|localrc]]\nHOST_IP=127.0.0.1\nADMIN_PASSWORD=x1x1x1x1\nDATABASE_PASSWORD=x1x1x1x1\n'
+     '[[post-config|$NO_SUCH_CONF]]\n[DEFAULT]\ndebug = True\n', 5, "NO_SUCH_CONF"),
+]
+
+# Appended after each case (its line numbers stay as written): the passwords, so that even a
+# case that wrongly passed validation could not generate and store new ones.
+SAFETY = {"ADMIN_PASSWORD": "x1x1x1x1", "DATABASE_PASSWORD": "x1x1x1x1"}
+
+
+def with_safety(text: str) -> str:
+    """The case, then each SAFETY password the case does not set itself."""
+    return text + "".join(f"{k}={v}\n" for k, v in SAFETY.items() if f"{k}=" not in text)
+
+
+def host_fingerprint() -> str:
+    """What a run that changed something would leave behind: files minstack writes, its
+    state, the processes and the network."""
+    parts = []
+    for root in ("/etc/keystone", "/etc/nova", "/etc/neutron", "/etc/glance", "/etc/placement",
+                 "/etc/openstack", "/etc/sudoers.d", "/opt/stack/data/minstack", "/run/minstack.lock"):
+        path = Path(root)
+        if path.exists():
+            for p in sorted([path, *path.rglob("*")] if path.is_dir() else [path]):
+                st = p.lstat()
+                parts.append(f"{p} {st.st_mtime_ns} {st.st_size}")
+    parts.append(subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout)
+    parts.append(subprocess.run(["ip", "route"], capture_output=True, text=True).stdout)
+    parts.append(" ".join(sorted(os.listdir("/proc"))))  # no process started or stopped for long
+    return hashlib.sha256("\n".join(parts[:-1]).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("text, line, words", CASES, ids=[f"case{i:02d}" for i in range(len(CASES))])
+def test_bad_localrc_is_refused_at_its_line_and_changes_nothing(tmp_path, text, line, words):
+    local_conf = text.startswith("[[")
+    localrc = tmp_path / ("local.conf" if local_conf else "localrc")
+    localrc.write_text(text if local_conf else with_safety(text))
+    before = host_fingerprint()
+    # Should validation ever let a case through, this run still stops at its first phase, and
+    # the fingerprint below reports what it touched: a bad-input test never stacks the host.
+    proc = subprocess.run([sys.executable, str(REPO / "stack.py"), "--config", str(localrc), "--only", "prereqs"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MINSTACK_DEBUG_FAIL_PHASE": "prereqs"})
+    after = host_fingerprint()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())  # rich may wrap long lines
+    assert f"{localrc}:{line}:" in out, out
+    assert words in out, out
+    assert "nothing was changed" in out
+    assert before == after, "a refused configuration changed the host"
+
+
+def test_at_least_twenty_cases():
+    assert len(CASES) >= 20
