@@ -11,7 +11,6 @@ import logging
 import shlex
 import subprocess
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence

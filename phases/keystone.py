@@ -10,6 +10,7 @@ from pathlib import Path
 
 from minstack import identity, mysql, uwsgi
 from minstack.phase import Phase, Step
+from minstack.versions import installed_version
 
 ETC = Path("/etc/keystone")
 CONF = ETC / "keystone.conf"
@@ -51,7 +52,7 @@ class Keystone(Phase):
             Step("database", lambda: mysql.create_database("keystone"), "create database keystone",
                  check=lambda: mysql.database_exists("keystone")),
             Step("db sync", lambda: ctx.sh.run(manage + ["db_sync"], user=s.stack_user),
-                 "keystone-manage db_sync", once_key=self.version(ctx)),
+                 "keystone-manage db_sync", once_key=installed_version(s.venv, "keystone")),
             Step("fernet keys", lambda: key_repository("fernet"), "keystone-manage fernet_setup",
                  check=lambda: (ETC / "fernet-keys" / "0").exists()),
             Step("credential keys", lambda: key_repository("credential"), "keystone-manage credential_setup",
@@ -62,12 +63,6 @@ class Keystone(Phase):
             Step("bootstrap", bootstrap, "keystone-manage bootstrap: admin, RegionOne, identity endpoints",
                  check=lambda: identity.can_log_in(s, "admin", s.admin_password, "admin")),
         ]
-
-    @staticmethod
-    def version(ctx) -> str:
-        from importlib.metadata import PathDistribution
-        dists = list((ctx.settings.venv / "lib").glob("python3*/site-packages/keystone-*.dist-info"))
-        return PathDistribution(dists[0]).version if dists else "unknown"
 
     def summary(self, settings):
         return [("Keystone", identity.keystone_url(settings) + "/v3")]
