@@ -117,6 +117,7 @@ def stack_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--only", nargs="+", metavar="PHASE", help="run only these phases")
     p.add_argument("--skip", nargs="+", metavar="PHASE", help="run every phase but these")
+    p.add_argument("--json", action="store_true", help="with status: print JSON (for scripts)")
     p.add_argument("--fresh", action="store_true",
                    help="forget what earlier runs recorded: every step checks the host again")
     return p
@@ -163,7 +164,7 @@ def stack_main(argv: list[str]) -> int:
         console.print(f"[yellow]warning[/] {where}: {warning.message}")
     try:
         if args.command == "status":
-            return status_main(console, settings)
+            return status_main(console, settings, as_json=args.json)
         phases = select(load_phases(), settings, args.only, args.skip)
         state = State(settings.state_dir / "state.json")
         if args.dry_run or args.command == "plan":
@@ -197,12 +198,14 @@ def run_stack(console, settings: Settings, phases: list[Phase], state: State, ar
     for phase_result in result.phases.values():
         for note in phase_result.notes:
             console.print(f"[yellow]note[/] ({phase_result.name}): {note}")
+    phase_seconds = {name: round(r.seconds, 2) for name, r in result.phases.items()}
     if result.failed:
-        state.record_run(ok=False, failed_phase=result.failed.name, seconds=result.wall_seconds)
+        state.record_run(ok=False, failed_phase=result.failed.name, seconds=result.wall_seconds,
+                         phases=phase_seconds)
         _, log_path = phase_log(settings, result.failed.name)
         console.print(failure_panel(result.failed, log_path, resume_command(args)))
         return 1
-    state.record_run(ok=True, seconds=result.wall_seconds)
+    state.record_run(ok=True, seconds=result.wall_seconds, phases=phase_seconds)
     rows = [row for phase in phases for row in phase.summary(settings)]
     console.print(summary_panel(rows, result.wall_seconds))
     return 0
@@ -215,7 +218,7 @@ def resume_command(args) -> str:
     return command
 
 
-def status_main(console, settings: Settings) -> int:
+def status_main(console, settings: Settings, as_json: bool = False) -> int:
     state = State(settings.state_dir / "state.json")
     supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
     make = make_context_factory(settings, state, supervisor, to_file=False)
@@ -223,7 +226,12 @@ def status_main(console, settings: Settings) -> int:
     for phase in [p for wave in waves(select(load_phases(), settings)) for p in wave]:
         for daemon in phase.daemons(make(phase)):
             rows.append(supervisor.status(daemon))
-    console.print(status_table(rows))
+    if as_json:
+        import dataclasses
+        import json
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
+    else:
+        console.print(status_table(rows))
     return 0 if all(r.running for r in rows) else 3
 
 
