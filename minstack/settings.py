@@ -103,7 +103,7 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
             "comma-separated http(s):// or file:// URLs of images to upload to Glance"),
     # performance
     KeySpec("LIBVIRT_TYPE", "performance", "choice", "auto",
-            "auto (kvm if /dev/kvm is usable, else qemu), kvm or qemu", choices=("auto", "kvm", "qemu")),
+            "auto (kvm only if a test guest really boots under KVM, else qemu), kvm or qemu", choices=("auto", "kvm", "qemu")),
     KeySpec("API_WORKERS", "performance", "int", "1", "worker processes per API service (1-64)",
             minimum=1, maximum=64),
     KeySpec("SERVICE_TIMEOUT", "performance", "int", "120", "seconds to wait for a service to come up",

@@ -29,6 +29,7 @@ import re
 import shutil
 import stat
 import struct
+import threading
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterable
@@ -222,7 +223,7 @@ def build_test_image(cache_dir: Path, work_dir: Path,
     disk = _build_disk(scratch, packages, files_dir, run)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".qcow2.partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.partial")  # one per builder
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2",
          str(disk), str(partial)])
     partial.replace(target)  # atomic: a crash never leaves a half image

@@ -1,0 +1,368 @@
+"""Nova: one nova.conf, the cells v2 databases, the APIs under uWSGI and the compute services on libvirt.
+
+Processes (each as the stack user, logging to $LOGDIR/<name>.log):
+  nova-api          uWSGI serving nova.wsgi.osapi_compute on 8774 (n-api)
+  nova-metadata     uWSGI serving nova.wsgi.metadata on 8775 (n-api-meta)
+  nova-conductor    (n-cond)
+  nova-scheduler    (n-sch)
+  nova-compute      the libvirt driver; in the libvirt group for libvirtd's socket (n-cpu)
+  nova-novncproxy   noVNC consoles on 6080, web files from Debian's novnc (n-novnc)
+
+Cells v2 as DevStack sets it up on one host: nova_api (the API database),
+nova_cell0 (where instances that could not be scheduled go) and nova_cell1
+(the one real cell, [database] in nova.conf).  The libvirt domain type comes
+from the libvirt phase's probe (minstack/virt.py): qemu here, where KVM is broken.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import importlib.util
+import socket
+import time
+from pathlib import Path
+
+from minstack import identity, masking, mysql, rootwrap, uwsgi, virt
+from minstack.errors import MinstackError
+from minstack.paths import PHASES
+from minstack.versions import installed_version
+from minstack.phase import Phase, Step
+from minstack.probes import http_ok
+from minstack.supervisor import Daemon
+from minstack.templates import PORTS
+
+ETC = Path("/etc/nova")
+CONF = ETC / "nova.conf"
+# nova-compute's own: nova.conf without the database sections (DevStack's $NOVA_CPU_CONF)
+CPU_CONF = ETC / "nova-cpu.conf"
+PASTE = ETC / "api-paste.ini"
+API_UWSGI_INI = ETC / "nova-api-uwsgi.ini"
+METADATA_UWSGI_INI = ETC / "nova-metadata-uwsgi.ini"
+DATABASES = ("nova_api", "nova_cell0", "nova_cell1")
+NOVNC_WEB = Path("/usr/share/novnc")
+# The local Open_vSwitch database os-vif plugs guests' ports into (phases/ovn.py opens it on loopback).
+OVSDB_CONNECTION = "tcp:127.0.0.1:6640"
+# nova exits 20 s after SIGTERM ([DEFAULT] graceful_shutdown_timeout in nova.conf.j2); room before SIGKILL.
+STOP_TIMEOUT = 45.0
+
+# DevStack's flavors (lib/nova create_flavors): name -> (id, RAM MB, disk GB, vCPUs)
+FLAVORS = {
+    "m1.tiny": ("1", 512, 1, 1),
+    "m1.small": ("2", 2048, 20, 1),
+    "m1.medium": ("3", 4096, 40, 2),
+    "m1.large": ("4", 8192, 80, 4),
+    "m1.xlarge": ("5", 16384, 160, 8),
+    "cirros256": ("c1", 256, 1, 1),
+    "ds512M": ("d1", 512, 5, 1),
+    "ds1G": ("d2", 1024, 10, 1),
+    "ds2G": ("d3", 2048, 10, 2),
+    "ds4G": ("d4", 4096, 20, 4),
+}
+FLAVOR_EXTRA_SPECS = {"hw_rng:allowed": "True"}
+
+# The nova services with their own process (not uWSGI): DevStack service -> daemon name
+SERVICE_DAEMONS = {"n-cond": "nova-conductor", "n-sch": "nova-scheduler", "n-cpu": "nova-compute",
+                   "n-novnc": "nova-novncproxy"}
+
+
+def compute_url(settings) -> str:
+    return f"http://{settings.service_host}:{PORTS['nova']}/v2.1"
+
+
+def host_name() -> str:
+    """Nova's [DEFAULT] host: the host name, as nova-compute registers itself."""
+    return socket.gethostname()
+
+
+def metadata_secret(settings) -> str:
+    """The metadata proxy's shared secret: Neutron's phase owns its derivation (phases/neutron.py).
+
+    Without that phase on disk (a compute-only checkout), it is derived the same
+    way here: HMAC-SHA256 of the same fixed label, keyed with SERVICE_PASSWORD.
+    """
+    path = PHASES / "neutron.py"
+    if path.exists():
+        spec = importlib.util.spec_from_file_location("minstack_phases.neutron_for_nova", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "metadata_secret"):
+            return module.metadata_secret(settings)
+    label = b"minstack: neutron/nova metadata_proxy_shared_secret"
+    secret = hmac.new(settings.service_password.encode(), label, hashlib.sha256).hexdigest()
+    masking.register(secret)
+    return secret
+
+
+def cpu_mode(virt_type: str) -> str:
+    """qemu (TCG): no CPU model (cpu_mode none, as DevStack's default); kvm: the host's own CPU."""
+    return "host-passthrough" if virt_type == "kvm" else "none"
+
+
+# ---- probes that read nova's databases (cheap, and independent of nova-api) -------------------------
+def cell_names() -> set[str]:
+    """The cells mapped in nova_api (empty before api_db sync)."""
+    with mysql.admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'nova_api' AND table_name = 'cell_mappings'")
+        if cur.fetchone() is None:
+            return set()
+        cur.execute("SELECT name FROM nova_api.cell_mappings")
+        return {row[0] for row in cur.fetchall()}
+
+
+def host_mapped(host: str) -> bool:
+    """discover_hosts mapped this compute host to its cell."""
+    with mysql.admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'nova_api' AND table_name = 'host_mappings'")
+        if cur.fetchone() is None:
+            return False
+        cur.execute("SELECT 1 FROM nova_api.host_mappings WHERE host = %s", (host,))
+        return cur.fetchone() is not None
+
+
+def service_reported_since(binary: str, host: str, since: datetime.datetime) -> bool:
+    """The service wrote its record in nova_cell1.services at or after since (naive UTC, as nova writes)."""
+    with mysql.admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT created_at, updated_at FROM nova_cell1.services "
+                    "WHERE `binary` = %s AND host = %s AND deleted = 0", (binary, host))
+        row = cur.fetchone()
+    return row is not None and max(t for t in row if t is not None) >= since
+
+
+def reports_state(binary: str):
+    """Readiness of a nova RPC service: it has reported to the database since it was started.
+
+    A service (re)started now writes its record within ~5 s (servicegroup's first
+    report); an old record from before the start does not count.
+    """
+    started: list[datetime.datetime] = []
+
+    def ready() -> bool:
+        if not started:  # the supervisor's first call comes right after the start
+            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+            started.append(now - datetime.timedelta(seconds=1))
+        return service_reported_since(binary, host_name(), started[0])
+    return ready
+
+
+class Nova(Phase):
+    def daemons(self, ctx):
+        s = ctx.settings
+        found = []
+        if s.is_enabled("n-api"):
+            found.append(uwsgi.daemon(ctx, "nova-api", "n-api", API_UWSGI_INI,
+                                      f"http://{s.service_host}:{PORTS['nova']}/"))
+        if s.is_enabled("n-api-meta"):
+            found.append(uwsgi.daemon(ctx, "nova-metadata", "n-api-meta", METADATA_UWSGI_INI,
+                                      f"http://{s.service_host}:{PORTS['metadata']}/"))
+        for service, name in SERVICE_DAEMONS.items():
+            if not s.is_enabled(service):
+                continue
+            if name == "nova-novncproxy":
+                ready = lambda: http_ok(f"http://{s.service_host}:{PORTS['novnc']}/vnc_lite.html")  # noqa: E731
+            else:
+                ready = reports_state(name)
+            conf = CPU_CONF if name == "nova-compute" else CONF
+            found.append(Daemon(name, [str(s.venv / "bin" / name), "--config-file", str(conf)], user=s.stack_user,
+                                service=service, ready=ready, ready_timeout=s.service_timeout,
+                                stop_timeout=STOP_TIMEOUT))
+        return found
+
+    def steps(self, ctx):
+        s = ctx.settings
+        daemons = {d.name: d for d in self.daemons(ctx)}
+        data = s.data_dir / "nova"
+        instances = data / "instances"
+        manage = [str(s.venv / "bin" / "nova-manage"), "--config-file", str(CONF)]
+        version = installed_version(s.venv, "nova")
+        url = compute_url(s)
+
+        def state_dirs():
+            ctx.ensure_dir(data, owner=s.stack_user, mode=0o755)
+            ctx.ensure_dir(instances, owner=s.stack_user, mode=0o755)
+            ctx.ensure_dir(data / "locks", owner=s.stack_user, mode=0o750)
+            # qemu runs as libvirt-qemu: it must be able to walk down to the instance disks
+            for parent in instances.parents:
+                if parent.stat().st_mode & 0o001 == 0:
+                    ctx.log.info("%s: adding o+x so qemu (libvirt-qemu) can reach %s", parent, instances)
+                    parent.chmod(parent.stat().st_mode | 0o001)
+
+        def write_config():
+            ctx.ensure_dir(ETC, owner="root", group=s.stack_user, mode=0o750)
+            paste = (s.venv / "etc" / "nova" / PASTE.name).read_bytes()
+            if ctx.write_file(PASTE, paste, owner="root", group=s.stack_user, mode=0o640):
+                ctx.restart.update(name for name in ("nova-api", "nova-metadata") if name in daemons)
+            # the libvirt phase probed and recorded it; a host without n-cpu runs no guests
+            kind = virt.virt_type(s, ctx.log) if s.is_enabled("n-cpu") else "qemu"
+            values = dict(conf_dir=ETC, rootwrap_conf=rootwrap.conf_path("nova"), state_path=data,
+                          lock_path=data / "locks", virt_type=kind, cpu_mode=cpu_mode(kind), cpu_models=[],
+                          novnc_web=NOVNC_WEB, metadata_secret=metadata_secret(s),
+                          ovsdb_connection=OVSDB_CONNECTION)
+            secret_file = dict(owner="root", group=s.stack_user, mode=0o640)
+            ctx.render("nova/nova.conf.j2", CONF, **secret_file, compute_only=False, **values,
+                       restarts=tuple(name for name in daemons if name != "nova-compute"))
+            if "nova-compute" in daemons:
+                ctx.render("nova/nova.conf.j2", CPU_CONF, **secret_file, compute_only=True, **values,
+                           restarts=("nova-compute",))
+
+        def install_rootwrap():
+            if rootwrap.install(ctx, "nova") and "nova-compute" in daemons:
+                ctx.restart.add("nova-compute")
+
+        def databases():
+            for name in DATABASES:
+                mysql.create_database(name)
+
+        def map_cell0():
+            # Without --database_connection nova-manage derives cell0's URL from [database]
+            # connection plus "_cell0": pointing that at "nova" (through the environment, so the
+            # password stays off the command line) yields nova_cell0.
+            from minstack.templates import common_context
+            main_db = common_context(s)["db_url"]("nova").replace("$", "$$")  # oslo.config interpolates $
+            ctx.sh.run(manage + ["cell_v2", "map_cell0"], user=s.stack_user,
+                       env={"OS_DATABASE__CONNECTION": main_db})
+
+        def create_cell1():
+            ctx.sh.run(manage + ["cell_v2", "create_cell", "--name", "cell1", "--verbose"], user=s.stack_user)
+
+        def account():
+            identity.ensure_service_account(s, identity.admin_connection(s), "nova", "nova", "compute",
+                                            "Nova Compute Service", url)
+
+        def flavors():
+            ensure_flavors(identity.admin_connection(s), ctx.log)
+
+        def discover_hosts():
+            # discover_hosts maps the compute nodes it finds; nova-compute makes its node (and the
+            # node's resource provider) in its first seconds.  The hypervisor list shows only mapped hosts.
+            host = host_name()
+            wait_until(s, f"nova-compute on {host} is up and its resource provider is in placement",
+                       lambda conn: compute_service_up(conn, host) and resource_provider(conn, host) is not None,
+                       ctx.log)
+            ctx.sh.run(manage + ["cell_v2", "discover_hosts", "--verbose"], user=s.stack_user)
+            wait_until(s, f"the hypervisor {host} is listed", lambda conn: hypervisor(conn, host) is not None,
+                       ctx.log)
+
+        steps = [
+            Step("state dirs", state_dirs, f"{instances} and {data}/locks owned by {s.stack_user}, "
+                                           "every parent o+x (qemu runs as libvirt-qemu)"),
+            Step("config", write_config, f"{PASTE} from the wheel; {CONF} and {CPU_CONF.name} (nova-compute's, "
+                                         "no databases) from nova/nova.conf.j2 (+ local.conf post-config)"),
+            Step("rootwrap", install_rootwrap, "/etc/nova/rootwrap.conf and rootwrap.d from the wheel"),
+            Step("databases", databases, f"create databases {', '.join(DATABASES)}",
+                 check=lambda: all(mysql.database_exists(name) for name in DATABASES)),
+            Step("api_db sync", lambda: ctx.sh.run(manage + ["api_db", "sync"], user=s.stack_user),
+                 "nova-manage api_db sync", once_key=version),
+            Step("map cell0", map_cell0, "nova-manage cell_v2 map_cell0 (database nova_cell0)",
+                 check=lambda: "cell0" in cell_names()),
+            Step("db sync", lambda: ctx.sh.run(manage + ["db", "sync"], user=s.stack_user),
+                 "nova-manage db sync (nova_cell1, and nova_cell0 through its mapping)", once_key=version),
+            Step("create cell1", create_cell1, "nova-manage cell_v2 create_cell --name cell1",
+                 check=lambda: "cell1" in cell_names()),
+            Step("online data migrations",
+                 lambda: ctx.sh.run(manage + ["db", "online_data_migrations"], user=s.stack_user),
+                 "nova-manage db online_data_migrations", once_key=version),
+            Step("keystone account", account, f"user nova, service nova (compute), endpoints {url}"),
+        ]
+        if "nova-api" in daemons:
+            steps.append(Step("api uwsgi config", lambda: uwsgi.write_config(
+                ctx, "nova-api", "nova.wsgi.osapi_compute", PORTS["nova"], API_UWSGI_INI,
+                env={"OS_NOVA_CONFIG_DIR": str(ETC)}), f"{API_UWSGI_INI}: nova.wsgi.osapi_compute"))
+        if "nova-metadata" in daemons:
+            steps.append(Step("metadata uwsgi config", lambda: uwsgi.write_config(
+                ctx, "nova-metadata", "nova.wsgi.metadata", PORTS["metadata"], METADATA_UWSGI_INI,
+                env={"OS_NOVA_CONFIG_DIR": str(ETC)}), f"{METADATA_UWSGI_INI}: nova.wsgi.metadata"))
+        for daemon in daemons.values():
+            steps.append(Step(f"start {daemon.name}", lambda d=daemon: ctx.start(d),
+                              f"start {daemon.name} and wait until it answers"))
+        if "nova-api" in daemons:
+            steps.append(Step("flavors", flavors, f"DevStack's flavors: {', '.join(FLAVORS)}",
+                              check=lambda: not missing_flavors(identity.admin_connection(s))))
+        if "nova-compute" in daemons and "nova-api" in daemons:
+            steps.append(Step("discover hosts", discover_hosts,
+                              f"once nova-compute on {host_name()} registered: nova-manage cell_v2 discover_hosts",
+                              check=lambda: host_mapped(host_name())))
+        return steps
+
+    def summary(self, settings):
+        rows = [("Nova", compute_url(settings))]
+        if settings.is_enabled("n-novnc"):
+            rows.append(("noVNC", f"http://{settings.service_host}:{PORTS['novnc']}/vnc_lite.html"))
+        return rows
+
+    def clean(self, ctx):
+        destroy_instances(ctx)
+        for name in DATABASES:
+            try:
+                mysql.drop_database(name)
+            except Exception as exc:  # MariaDB already stopped: say so rather than pretend
+                ctx.log.warning("could not drop database %s: %s", name, exc)
+        for path in (ETC, ctx.settings.data_dir / "nova"):  # nova.conf, nova-cpu.conf, state, instances
+            if path.exists():
+                ctx.sh.run(["rm", "-rf", "--one-file-system", str(path)])
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+def missing_flavors(conn) -> list[str]:
+    have = {flavor.name for flavor in conn.compute.flavors(is_public=None)}
+    return [name for name in FLAVORS if name not in have]
+
+
+def ensure_flavors(conn, log) -> None:
+    """Create the DevStack flavors that do not exist (by name), with their id and hw_rng:allowed."""
+    for name in missing_flavors(conn):
+        flavor_id, ram, disk, vcpus = FLAVORS[name]
+        flavor = conn.compute.create_flavor(name=name, id=flavor_id, ram=ram, disk=disk, vcpus=vcpus,
+                                            is_public=True)
+        conn.compute.create_flavor_extra_specs(flavor, FLAVOR_EXTRA_SPECS)
+        log.info("created flavor %s (id %s: %d MB, %d GB, %d vCPU)", name, flavor_id, ram, disk, vcpus)
+
+
+def compute_service_up(conn, host: str) -> bool:
+    return any(svc.state == "up" for svc in conn.compute.services(binary="nova-compute", host=host))
+
+
+def resource_provider(conn, host: str):
+    """The placement resource provider nova-compute made for its node (named after the host)."""
+    return next(iter(conn.placement.resource_providers(name=host)), None)
+
+
+def hypervisor(conn, host: str):
+    """This host's hypervisor as the compute API lists it (only once discover_hosts mapped the host)."""
+    for found in conn.compute.hypervisors(details=True):
+        if (found.service_details or {}).get("host") == host or found.name == host:
+            return found
+    return None
+
+
+def wait_until(settings, what: str, condition, log, interval: float = 2.0) -> None:
+    """Poll condition(admin connection) until true, for at most SERVICE_TIMEOUT seconds."""
+    conn = identity.admin_connection(settings)
+    started = time.monotonic()
+    while not condition(conn):
+        if time.monotonic() - started > settings.service_timeout:
+            raise MinstackError(f"timed out after {settings.service_timeout}s waiting until {what}; "
+                                "see $LOGDIR/nova-compute.log")
+        time.sleep(interval)
+    log.info("%s (after %.1fs)", what, time.monotonic() - started)
+
+
+def destroy_instances(ctx) -> None:
+    """Nova's guests (libvirt domains instance-*) go with Nova's data; libvirt itself stays."""
+    listed = ctx.sh.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], check=False, quiet=True)
+    if not listed.ok:
+        return
+    for name in listed.stdout.split():
+        if name.startswith("instance-"):
+            ctx.sh.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
+            ctx.sh.run(["virsh", "-c", "qemu:///system", "undefine", "--nvram", name], check=False)
+
+
+# neutron (when q-svc is enabled) before nova: nova-compute boots no server without a network endpoint.
+# A requirement that is not enabled drops out of the ordering.
+PHASE = Nova(name="nova", requires=("keystone", "accounts", "mysql", "rabbit", "venv", "placement", "glance",
+                                    "libvirt", "neutron", "sudoers"),
+             services=("n-api", "n-cond", "n-sch", "n-cpu", "n-novnc", "n-api-meta"), debs=("nova",))
