@@ -16,16 +16,13 @@ from the libvirt phase's probe (minstack/virt.py): qemu here, where KVM is broke
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
-import importlib.util
 import socket
 import time
 from pathlib import Path
 
-from minstack import identity, masking, mysql, rootwrap, uwsgi, virt
+from minstack.derived_secrets import metadata_secret
+from minstack import identity, mysql, rootwrap, uwsgi, virt
 from minstack.errors import MinstackError
-from minstack.paths import PHASES
 from minstack.versions import installed_version
 from minstack.phase import Phase, Step
 from minstack.probes import http_ok
@@ -75,23 +72,6 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def metadata_secret(settings) -> str:
-    """The metadata proxy's shared secret: Neutron's phase owns its derivation (phases/neutron.py).
-
-    Without that phase on disk (a compute-only checkout), it is derived the same
-    way here: HMAC-SHA256 of the same fixed label, keyed with SERVICE_PASSWORD.
-    """
-    path = PHASES / "neutron.py"
-    if path.exists():
-        spec = importlib.util.spec_from_file_location("minstack_phases.neutron_for_nova", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        if hasattr(module, "metadata_secret"):
-            return module.metadata_secret(settings)
-    label = b"minstack: neutron/nova metadata_proxy_shared_secret"
-    secret = hmac.new(settings.service_password.encode(), label, hashlib.sha256).hexdigest()
-    masking.register(secret)
-    return secret
 
 
 def cpu_mode(virt_type: str) -> str:

@@ -142,11 +142,12 @@ def test_instances_dir_is_stacks_and_reachable_by_qemu(host, settings):
         assert parent.stat().st_mode & 0o001, f"{parent} lacks o+x: qemu (libvirt-qemu) cannot reach instances"
 
 
-def test_metadata_secret_is_neutrons(settings):
-    neutron = phase_module("neutron")
+def test_metadata_secret_is_the_one_neutrons_agent_has(settings):
+    from minstack.derived_secrets import metadata_secret
     secret = read_ini("/etc/nova/nova.conf").get("neutron", "metadata_proxy_shared_secret").strip('"')
-    assert secret == neutron.metadata_secret(settings)
-    assert len(secret) == 64
+    assert secret == metadata_secret(settings) and len(secret) == 64
+    agent = read_ini("/etc/neutron/neutron_ovn_agent.ini")
+    assert agent.get("DEFAULT", "metadata_proxy_shared_secret").strip('"') == secret
 
 
 def test_metadata_api_and_novnc_answer(settings):
@@ -220,8 +221,3 @@ def test_this_host_is_mapped_to_cell1(settings):
     assert any(line.split("|")[1:4] and line.split("|")[1].strip() == "cell1" and
                line.split("|")[3].strip() == HOST for line in proc.stdout.splitlines() if "|" in line)
 
-
-def test_metadata_secret_fallback_derives_the_same_value(settings, nova, monkeypatch, tmp_path):
-    """Without phases/neutron.py nova derives the secret itself: it must match neutron's derivation."""
-    monkeypatch.setattr(nova, "PHASES", tmp_path)
-    assert nova.metadata_secret(settings) == phase_module("neutron").metadata_secret(settings)

@@ -1,0 +1,20 @@
+"""Secrets derived from the configured passwords, so two services agree without storing one more."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from minstack import masking
+
+_METADATA_LABEL = b"minstack: neutron/nova metadata_proxy_shared_secret"
+
+
+def metadata_secret(settings) -> str:
+    """The shared secret of the metadata proxy (neutron's OVN agent) and Nova's metadata API.
+
+    HMAC-SHA256 of a fixed label, keyed with SERVICE_PASSWORD: it changes when that
+    password does, and is masked in every log like the passwords themselves.
+    """
+    secret = hmac.new(settings.service_password.encode(), _METADATA_LABEL, hashlib.sha256).hexdigest()
+    masking.register(secret)
+    return secret
