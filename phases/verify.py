@@ -1,8 +1,10 @@
 """Prove the cloud works: boot an instance of the test image on the private network,
-wait for ACTIVE, then for the image's login marker on its console.
+wait for ACTIVE, then for the image's login marker on its console; give it a
+floating IP and wait until it answers ping and SSH from this host.
 
 The instance (``minstack-verify``, in the demo project) is kept for the user
-unless VERIFY_KEEP_INSTANCE=False.  ``./stack.py --only verify`` re-runs the check.
+unless VERIFY_KEEP_INSTANCE=False.  Every ./stack.py run re-checks that it
+answers; ``./stack.py verify`` runs just that check.
 """
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ import json
 import time
 
 from minstack import identity, images
+from minstack.ssh import ssh_command
 from minstack.errors import MinstackError
 from minstack.phase import Phase, Step
 
 SERVER = "minstack-verify"
 FLAVOR = "cirros256"
 NETWORK = "private"
+PUBLIC = "public"
+KEYPAIR = "minstack"
 
 
 def result_file(settings):
@@ -29,6 +34,42 @@ def console_marker_seen(conn, server, marker: str) -> tuple[bool, str]:
 
 class VerifyFailed(MinstackError):
     pass
+
+
+def wait_for(probe, seconds: float, interval: float = 1.0) -> float | None:
+    """Seconds until probe() was true, or None if it never was within seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if probe():
+            return time.monotonic() - started
+        time.sleep(interval)
+    return None
+
+
+def floating_ip(conn, server) -> str:
+    """The server's floating IP on the public network, allocated and attached once."""
+    port = next(conn.network.ports(device_id=server.id))
+    existing = list(conn.network.ips(port_id=port.id))
+    if existing:
+        return existing[0].floating_ip_address
+    public = conn.network.find_network(PUBLIC, ignore_missing=False)
+    return conn.network.create_ip(floating_network_id=public.id, port_id=port.id).floating_ip_address
+
+
+def diagnose(ctx, conn, server, fip: str, what: str) -> str:
+    """What was checked last, for the failure report: console tail, port, router and NAT state."""
+    lines = [f"{SERVER} at {fip} {what}."]
+    console = (conn.compute.get_server_console_output(server).get("output") or "").splitlines()[-15:]
+    lines.append("console (last lines):\n    " + "\n    ".join(console))
+    for port in conn.network.ports(device_id=server.id):
+        lines.append(f"port {port.id}: status {port.status}, fixed {port.fixed_ips}, "
+                     f"binding {port.binding_vif_type} on {port.binding_host_id}")
+    for router in conn.network.routers():
+        lines.append(f"router {router.name}: status {router.status}, gateway "
+                     f"{(router.external_gateway_info or {}).get('external_fixed_ips')}")
+    routes = ctx.sh.run(["ip", "route", "get", fip], check=False, quiet=True)
+    lines.append(f"host route to {fip}: {routes.stdout.strip() or routes.stderr.strip()}")
+    return "\n".join(lines)
 
 
 class Verify(Phase):
@@ -64,7 +105,7 @@ class Verify(Phase):
             network = conn.network.find_network(NETWORK, ignore_missing=False)
             started = time.monotonic()
             server = conn.compute.create_server(name=SERVER, image_id=glance_image.id, flavor_id=flavor.id,
-                                                networks=[{"uuid": network.id}])
+                                                networks=[{"uuid": network.id}], key_name=KEYPAIR)
             try:
                 server = conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
                                                       interval=1, wait=s.service_timeout * 3)
@@ -84,16 +125,50 @@ class Verify(Phase):
             if meta["marker"] not in text:
                 raise VerifyFailed(f"{SERVER} is ACTIVE but its console never showed {meta['marker']!r} "
                                    f"within 300 s; console log: {console_log}")
-            fixed_ips = [a["addr"] for net in server.addresses.values() for a in net]
+            fixed_ips = [a["addr"] for net in server.addresses.values() for a in net
+                         if a.get("OS-EXT-IPS:type", "fixed") == "fixed"]
             record = {"server": SERVER, "image": meta["name"], "fixed_ips": fixed_ips,
-                      "active_seconds": round(active, 1), "marker_seconds": round(marker, 1)}
+                      "active_seconds": round(active, 1), "marker_seconds": round(marker, 1),
+                      "active_at": time.time() - (time.monotonic() - started) + active}
             ctx.write_file(result_file(s), json.dumps(record, indent=1) + "\n", mode=0o644)
-            ctx.log.info("verified: %s", record)
+            ctx.log.info("booted: %s", record)
+
+        def reachable():
+            conn = identity.user_connection(s, "demo", "demo")
+            server = conn.compute.find_server(SERVER, ignore_missing=False)
+            fip = floating_ip(conn, server)
+            record = json.loads(result_file(s).read_text())
+            ping_s = wait_for(lambda: ctx.sh.ok(["ping", "-c", "1", "-W", "1", fip]), 120)
+            if ping_s is None:
+                raise VerifyFailed(diagnose(ctx, conn, server, fip, "does not answer ping"))
+            ssh = ssh_command(s, fip, "hostname")
+            answer = {}
+
+            def ssh_ok() -> bool:
+                result = ctx.sh.run(ssh, check=False, quiet=True, timeout=20)
+                answer["hostname"] = result.stdout.strip()
+                return result.ok
+            ssh_s = wait_for(ssh_ok, 120)
+            if ssh_s is None:
+                raise VerifyFailed(diagnose(ctx, conn, server, fip, "answers ping but not SSH"))
+            if answer["hostname"].split(".")[0] != SERVER:  # nova adds its dhcp_domain: <name>.novalocal
+                raise VerifyFailed(f"{SERVER} answered SSH as {answer['hostname']!r}: its hostname did not "
+                                   "come from the metadata service")
+            first = "ssh_seconds" not in record
+            if first:  # ACTIVE -> SSH, measured once, on the boot that made the instance
+                record["ssh_seconds"] = round(time.time() - record["active_at"], 1)
+            record.update(floating_ip=fip, reachable="ping ok, ssh ok")
+            ctx.write_file(result_file(s), json.dumps(record, indent=1) + "\n", mode=0o644)
+            ctx.note(f"instance reachable: ping ok, ssh ok ({SERVER} at {fip}"
+                     + (f"; ACTIVE to SSH in {record['ssh_seconds']} s)" if first else ")"))
             if not s.verify_keep_instance:
                 conn.compute.delete_server(server)
 
-        return [Step("boot", boot, f"boot {SERVER} ({FLAVOR}, network {NETWORK}) and wait for its console "
-                                   "login marker", check=healthy)]
+        return [
+            Step("boot", boot, f"boot {SERVER} ({FLAVOR}, network {NETWORK}, keypair {KEYPAIR}) and wait for "
+                               "its console login marker", check=healthy),
+            Step("reachable", reachable, "floating IP; wait until it answers ping and SSH from this host"),
+        ]
 
     def summary(self, settings):
         path = result_file(settings)
@@ -104,4 +179,4 @@ class Verify(Phase):
                                   f"{r['active_seconds']} s, login prompt after {r['marker_seconds']} s")]
 
 
-PHASE = Verify(name="verify", requires=("nova", "network", "image"), services=("n-cpu",))
+PHASE = Verify(name="verify", requires=("nova", "network", "image", "access", "hostnet"), services=("n-cpu",))

@@ -1,0 +1,91 @@
+"""The host side of the public network: PUBLIC_NETWORK_GATEWAY on minstack's own br-ex,
+forwarding, and outbound NAT for the floating range.
+
+minstack never moves the host's interface into a bridge and never changes its
+addresses, routes or DNS: br-ex is a bridge of its own (phases/ovn.py makes
+it), the gateway address goes on it, and the kernel's connected route for
+FLOATING_RANGE follows.  The NAT rules live in one nftables table, ``ip
+minstack``, so ./unstack.py --clean removes exactly them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minstack import templates
+from minstack.phase import Phase, Step
+
+BRIDGE = "br-ex"
+NFT_FILE = Path("/etc/minstack/minstack.nft")
+FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def gateway_cidr(settings) -> str:
+    return f"{settings.public_network_gateway}/{settings.floating_range.prefixlen}"
+
+
+def bridge_addresses(ctx) -> list[str]:
+    out = ctx.sh.output(["ip", "-j", "-4", "addr", "show", "dev", BRIDGE], check=False)
+    links = json.loads(out or "[]")
+    return [f"{a['local']}/{a['prefixlen']}" for link in links for a in link.get("addr_info", [])]
+
+
+def bridge_up(ctx) -> bool:
+    out = ctx.sh.output(["ip", "-j", "link", "show", "dev", BRIDGE], check=False)
+    links = json.loads(out or "[]")
+    return bool(links) and "UP" in links[0].get("flags", [])
+
+
+class HostNet(Phase):
+    def steps(self, ctx):
+        s = ctx.settings
+        cidr = gateway_cidr(s)
+        forward_saved = s.state_dir / "ip_forward.before"
+
+        def add_gateway():
+            for other in bridge_addresses(ctx):  # a gateway from an earlier FLOATING_RANGE
+                if other != cidr:
+                    ctx.sh.run(["ip", "addr", "del", other, "dev", BRIDGE])
+            ctx.sh.run(["ip", "addr", "add", cidr, "dev", BRIDGE])
+
+        def enable_forwarding():
+            if not forward_saved.exists():  # remember the host's own value, for --clean
+                ctx.write_file(forward_saved, FORWARD.read_text(), mode=0o600)
+            FORWARD.write_text("1\n")
+
+        def nat():
+            text = templates.render("hostnet/minstack.nft.j2", s, bridge=BRIDGE)
+            ctx.write_file(NFT_FILE, text, mode=0o644)
+            ctx.sh.run(["nft", "-f", NFT_FILE])
+
+        def nat_loaded() -> bool:
+            loaded = ctx.sh.run(["nft", "list", "table", "ip", "minstack"], check=False, quiet=True)
+            return loaded.ok and str(s.floating_range) in loaded.stdout and NFT_FILE.exists() and \
+                NFT_FILE.read_text() == templates.render("hostnet/minstack.nft.j2", s, bridge=BRIDGE)
+
+        return [
+            Step("gateway address", add_gateway, f"{cidr} on {BRIDGE} (minstack's own bridge)",
+                 check=lambda: bridge_addresses(ctx) == [cidr]),
+            Step("bridge up", lambda: ctx.sh.run(["ip", "link", "set", BRIDGE, "up"]), f"{BRIDGE} up",
+                 check=lambda: bridge_up(ctx)),
+            Step("forwarding", enable_forwarding, "net.ipv4.ip_forward=1 (instances reach out through the host)",
+                 check=lambda: FORWARD.read_text().strip() == "1"),
+            Step("nat", nat, f"nftables table 'ip minstack': masquerade {s.floating_range} leaving the host",
+                 check=nat_loaded),
+        ]
+
+    def clean(self, ctx):
+        if ctx.sh.ok(["nft", "list", "table", "ip", "minstack"]):
+            ctx.sh.run(["nft", "delete", "table", "ip", "minstack"])
+        if NFT_FILE.exists():
+            NFT_FILE.unlink()
+        saved = ctx.settings.state_dir / "ip_forward.before"
+        if saved.exists():
+            FORWARD.write_text(saved.read_text())
+            ctx.log.info("restored net.ipv4.ip_forward to %s", saved.read_text().strip())
+        if Path("/sys/class/net", BRIDGE).exists():
+            for address in bridge_addresses(ctx):
+                ctx.sh.run(["ip", "addr", "del", address, "dev", BRIDGE], check=False)
+
+
+PHASE = HostNet(name="hostnet", requires=("ovn",), services=("q-svc",), debs=("hostnet",))
