@@ -263,6 +263,7 @@ def unstack_main(argv: list[str]) -> int:
     def stop(phases):
         for phase in reversed(phases):
             ctx = make(phase)
+            phase.stop(ctx)
             for daemon in reversed(phase.daemons(ctx)):
                 if supervisor.stop(daemon, ctx.log):
                     console.print(f"stopped {daemon.name}")

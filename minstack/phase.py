@@ -58,6 +58,9 @@ class Phase:
     def daemons(self, ctx: "Context") -> list["Daemon"]:
         return []
 
+    def stop(self, ctx: "Context") -> None:
+        """What ./unstack.py does before stopping this phase's daemons (e.g. power off guests)."""
+
     def clean(self, ctx: "Context") -> None:
         """Remove what this phase created (databases, data, files)."""
 

@@ -141,6 +141,12 @@ class Libvirt(Phase):
         if LIBVIRTD_CONF.exists():
             LIBVIRTD_CONF.unlink()
             ctx.log.info("removed %s", LIBVIRTD_CONF)
+        # Nova's guests were powered off before libvirtd stopped; with libvirtd down their
+        # definitions are plain files: remove Nova's (instance-*), nobody else's.
+        for leftover in sorted(Path("/etc/libvirt/qemu").glob("instance-*.xml")) + \
+                sorted(Path("/etc/libvirt/qemu/autostart").glob("instance-*.xml")):
+            leftover.unlink()
+            ctx.log.info("removed %s", leftover)
 
     def summary(self, settings):
         decision = virt.known(settings)
@@ -148,6 +154,6 @@ class Libvirt(Phase):
 
 
 # n-cpu is the only service that needs libvirt; the probe's test image needs files/debs/testimage.
-# Like DevStack's, a plain ./unstack.py leaves libvirt running (guests are its, not Nova's).
+# ./unstack.py stops libvirt too, after Nova's phase has powered its guests off.
 PHASE = Libvirt(name="libvirt", requires=("packages", "prereqs"), services=("n-cpu",),
-                debs=("libvirt", "testimage"), keep_running_on_unstack=True)
+                debs=("libvirt", "testimage"))

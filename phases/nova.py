@@ -272,6 +272,9 @@ class Nova(Phase):
             rows.append(("noVNC", f"http://{settings.service_host}:{PORTS['novnc']}/vnc_lite.html"))
         return rows
 
+    def stop(self, ctx):
+        power_off_instances(ctx)
+
     def clean(self, ctx):
         destroy_instances(ctx)
         for name in DATABASES:
@@ -330,15 +333,24 @@ def wait_until(settings, what: str, condition, log, interval: float = 2.0) -> No
     log.info("%s (after %.1fs)", what, time.monotonic() - started)
 
 
+def nova_domains(ctx, *flags: str) -> list[str]:
+    """Nova's guests: the libvirt domains named instance-* (--all or only the running ones)."""
+    listed = ctx.sh.run(["virsh", "-c", "qemu:///system", "list", "--name", *flags], check=False, quiet=True)
+    return [name for name in listed.stdout.split() if name.startswith("instance-")] if listed.ok else []
+
+
+def power_off_instances(ctx) -> None:
+    """./unstack.py: the guests' qemu processes stop; their definitions and disks stay, and
+    nova-compute powers them on again at the next ./stack.py (resume_guests_state_on_host_boot)."""
+    for name in nova_domains(ctx):
+        ctx.sh.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
+
+
 def destroy_instances(ctx) -> None:
-    """Nova's guests (libvirt domains instance-*) go with Nova's data; libvirt itself stays."""
-    listed = ctx.sh.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], check=False, quiet=True)
-    if not listed.ok:
-        return
-    for name in listed.stdout.split():
-        if name.startswith("instance-"):
-            ctx.sh.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
-            ctx.sh.run(["virsh", "-c", "qemu:///system", "undefine", "--nvram", name], check=False)
+    """./unstack.py --clean: Nova's guests go with Nova's data; libvirt itself stays installed."""
+    for name in nova_domains(ctx, "--all"):
+        ctx.sh.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
+        ctx.sh.run(["virsh", "-c", "qemu:///system", "undefine", "--nvram", name], check=False)
 
 
 # neutron (when q-svc is enabled) before nova: nova-compute boots no server without a network endpoint.

@@ -85,18 +85,25 @@ class Verify(Phase):
             return listed[0]
 
         def healthy() -> bool:
-            """The instance from an earlier run is still ACTIVE and showed its marker."""
+            """The instance from an earlier run is ACTIVE and shows its marker (a guest that
+            nova-compute has just powered on again gets the time to boot)."""
             conn = identity.user_connection(s, "demo", "demo")
             server = conn.compute.find_server(SERVER)
             if server is None or server.status != "ACTIVE" or not s.verify_keep_instance:
                 return False
-            return console_marker_seen(conn, server, image()["marker"])[0]
+            return wait_for(lambda: console_marker_seen(conn, server, image()["marker"])[0], 180) is not None
 
         def boot():
             conn = identity.user_connection(s, "demo", "demo")
             meta = image()
             old = conn.compute.find_server(SERVER)
-            if old is not None:  # left from an earlier run but not healthy: start over
+            if old is not None and old.status == "SHUTOFF":  # powered off (e.g. by hand): power it on
+                ctx.log.info("starting the earlier %s", SERVER)
+                conn.compute.start_server(old)
+                conn.compute.wait_for_server(old, status="ACTIVE", failures=["ERROR"], wait=180)
+                if wait_for(lambda: console_marker_seen(conn, old, meta["marker"])[0], 180) is not None:
+                    return
+            if old is not None:  # left from an earlier run but broken: start over
                 ctx.log.info("deleting the earlier %s (status %s)", SERVER, old.status)
                 conn.compute.delete_server(old)
                 conn.compute.wait_for_delete(old, wait=180)

@@ -1,7 +1,9 @@
 """Re-run, status, unstack, re-stack and clean, in this order (only with --stack; the file runs last)."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -13,7 +15,22 @@ pytestmark = pytest.mark.lifecycle
 
 CONFIG_FILES = ["/etc/keystone/keystone.conf", "/etc/keystone/keystone-uwsgi.ini",
                 "/etc/mysql/mariadb.conf.d/99-minstack.cnf", "/etc/rabbitmq/rabbitmq-env.conf",
-                "/etc/openstack/clouds.yaml", str(REPO / "openrc")]
+                "/etc/openstack/clouds.yaml", str(REPO / "openrc"),
+                "/etc/glance/glance-api.conf", "/etc/placement/placement.conf", "/etc/nova/nova.conf",
+                "/etc/nova/nova-cpu.conf", "/etc/neutron/neutron.conf", "/etc/neutron/plugins/ml2/ml2_conf.ini",
+                "/etc/neutron/neutron_ovn_agent.ini", "/etc/sudoers.d/minstack", "/etc/minstack/minstack.nft"]
+DATABASES = ["keystone", "glance", "placement", "nova_api", "nova_cell0", "nova_cell1", "neutron"]
+SERVER = "minstack-verify"
+
+
+def qemu_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("qemu-system")]
+
+
+def demo_server(settings):
+    from minstack import identity
+    conn = identity.user_connection(settings, "demo", "demo")
+    return conn, conn.compute.find_server(SERVER)
 MARKER = "minstack-lifecycle-marker"
 
 
@@ -52,6 +69,7 @@ def test_second_run_changes_nothing(minstack_cli, settings, admin_conn, marker_p
     proc = minstack_cli.stack()
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "the stack is up" in proc.stdout
+    assert "instance reachable: ping ok, ssh ok" in " ".join(proc.stdout.split())
     assert daemon_pids(settings) == pids, "a daemon was restarted by a run that had nothing to change"
     assert {f: os.stat(f).st_mtime_ns for f in CONFIG_FILES} == mtimes, "a config file was rewritten"
     after = identity_snapshot(admin_conn)
@@ -62,29 +80,50 @@ def test_second_run_changes_nothing(minstack_cli, settings, admin_conn, marker_p
 def test_status_lists_every_service(minstack_cli):
     proc = minstack_cli.stack("status")
     assert proc.returncode == 0, proc.stdout
-    for name in ("mysql", "rabbitmq", "epmd", "memcached", "keystone"):
+    for name in ("mysql", "rabbitmq", "epmd", "memcached", "keystone", "glance-api", "placement-api", "nova-api",
+                 "nova-compute", "libvirtd", "neutron-api", "neutron-ovn-agent", "ovn-northd", "ovs-vswitchd"):
         assert name in proc.stdout
 
 
-def test_unstack_stops_keystone_but_keeps_the_base_services(minstack_cli, settings):
+def test_unstack_stops_everything_but_the_base_services_and_the_instances_too(minstack_cli, settings):
+    assert qemu_pids(), "the verification instance should be running before unstack"
     proc = minstack_cli.unstack()
     assert proc.returncode == 0, proc.stdout
     pids = daemon_pids(settings)
-    assert pids["keystone"] is None
-    assert all(pids[n] for n in ("mysql", "rabbitmq", "memcached"))
+    base = ("mysql", "rabbitmq", "epmd", "memcached")
+    assert all(pids[n] for n in base)
+    assert not [n for n, pid in pids.items() if pid and n not in base], pids
+    assert not qemu_pids(), "an instance's qemu process survived ./unstack.py"
     status = minstack_cli.stack("status")
     assert status.returncode == 3 and "down" in status.stdout
 
 
-def test_crashed_daemon_is_shown_down_and_restored(minstack_cli, settings, admin_conn, marker_project):
-    """After the unstack above keystone is down; kill -9 memcached too, then ./stack.py brings both back."""
-    os.kill(daemon_pids(settings)["memcached"], 9)
-    status = minstack_cli.stack("status")
-    assert status.returncode == 3
+def test_restack_brings_back_the_same_data_and_instance(minstack_cli, settings, admin_conn, marker_project):
+    before = json.loads((settings.state_dir / "verify.json").read_text())
     proc = minstack_cli.stack()
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert all(daemon_pids(settings).values())
     assert admin_conn.identity.get_project(marker_project).name == MARKER
+    conn, server = demo_server(settings)
+    assert server is not None and server.status == "ACTIVE"
+    after = json.loads((settings.state_dir / "verify.json").read_text())
+    assert after["floating_ip"] == before["floating_ip"]  # the same instance, powered on again
+
+
+def test_crashed_services_are_shown_down_and_restored(minstack_cli, settings):
+    """kill -9 an API service and nova-compute: status says down, ./stack.py starts them again."""
+    pids = daemon_pids(settings)
+    for name in ("nova-api", "nova-compute"):
+        os.kill(pids[name], 9)
+        psutil.Process(pids[name]).wait(10) if psutil.pid_exists(pids[name]) else None
+    status = minstack_cli.stack("status")
+    assert status.returncode == 3
+    proc = minstack_cli.stack()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    after = daemon_pids(settings)
+    assert all(after.values())
+    assert after["nova-api"] != pids["nova-api"] and after["nova-compute"] != pids["nova-compute"]
+    assert after["keystone"] == pids["keystone"]  # only what was down was started
 
 
 def test_clean_removes_what_minstack_made_and_nothing_else(minstack_cli, settings, network_before):
@@ -93,8 +132,17 @@ def test_clean_removes_what_minstack_made_and_nothing_else(minstack_cli, setting
     assert proc.returncode == 0, proc.stdout
     assert not [p for p in ours if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not settings.data_dir.exists() and not settings.logdir.exists()
-    assert not Path("/var/lib/mysql/keystone").exists(), "database keystone was not dropped"
-    assert not Path("/etc/keystone").exists()
+    for database in DATABASES:
+        assert not Path(f"/var/lib/mysql/{database}").exists(), f"database {database} was not dropped"
+    for etc in ("keystone", "glance", "placement", "nova", "neutron", "minstack"):
+        assert not Path(f"/etc/{etc}").exists(), f"/etc/{etc} remains"
+    assert not Path("/etc/sudoers.d/minstack").exists()
+    assert not list(Path("/etc/libvirt/qemu").glob("instance-*.xml"))
+    assert not qemu_pids()
+    assert not Path("/sys/class/net/br-ex").exists() and not Path("/sys/class/net/br-int").exists()
+    assert subprocess.run(["nft", "list", "table", "ip", "minstack"], capture_output=True).returncode != 0
+    namespaces = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    assert not [n for n in namespaces if n.startswith("ovnmeta-")], namespaces  # the OVN agent's
     assert not (REPO / "openrc").exists() and not Path("/etc/openstack/clouds.yaml").exists()
     assert not Path("/usr/local/bin/openstack").exists()
     assert host_network_snapshot() == network_before
