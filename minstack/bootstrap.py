@@ -8,6 +8,7 @@ the script with the venv's python.  Not root: re-executes through sudo.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -66,6 +67,10 @@ def reexec_in_venv(script: str) -> None:
     if in_venv and _venv_is_current():
         return
     if not _venv_is_current():
-        build_venv()
+        # two commands started at once must not both delete and rebuild the venv
+        with open(REPO / ".venv.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _venv_is_current():  # the other one may have just built it
+                build_venv()
     python = str(VENV / "bin" / "python")
     os.execv(python, [python, script, *sys.argv[1:]])

@@ -84,6 +84,7 @@ SUPPORTED_SERVICES: frozenset[str] = frozenset({
     "placement-api",
     "n-api", "n-cond", "n-sch", "n-cpu", "n-novnc", "n-api-meta",
     "q-svc", "q-ovn-agent", "ovn-northd", "ovn-controller", "ovs-vswitchd", "ovsdb-server",
+    "horizon",
 })
 
 # Known services minstack will never install, with the reason shown to the
@@ -128,6 +129,7 @@ DEFAULT_ENABLED_SERVICES: tuple[str, ...] = (
 # supported services only).
 REQUIRES: dict[str, tuple[str, ...]] = {
     "key": ("mysql",),
+    "horizon": ("key",),
 }
 
 
