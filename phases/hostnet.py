@@ -79,6 +79,8 @@ class HostNet(Phase):
             ctx.sh.run(["nft", "delete", "table", "ip", "minstack"])
         if NFT_FILE.exists():
             NFT_FILE.unlink()
+        if NFT_FILE.parent.is_dir() and not any(NFT_FILE.parent.iterdir()):
+            NFT_FILE.parent.rmdir()  # /etc/minstack holds nothing else minstack made
         saved = ctx.settings.state_dir / "ip_forward.before"
         if saved.exists():
             FORWARD.write_text(saved.read_text())

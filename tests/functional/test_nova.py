@@ -190,7 +190,9 @@ def test_placement_has_this_host_and_its_inventories(admin_conn):
     response = admin_conn.compute.get("/os-hypervisors/detail", microversion="2.87")
     [hyp] = [h for h in response.json()["hypervisors"] if h["service"]["host"] == HOST]
     assert inventories["VCPU"].total == hyp["vcpus"]
-    assert inventories["MEMORY_MB"].total == hyp["memory_mb"]
+    # libvirt's view of the host's memory moves (it grows here over time) and nova-compute reports it
+    # to placement once a minute: the two agree within a few percent, not to the megabyte
+    assert abs(inventories["MEMORY_MB"].total - hyp["memory_mb"]) <= 0.05 * hyp["memory_mb"]
 
 
 def test_devstack_flavors_exist_exactly_once(admin_conn, nova):
