@@ -22,10 +22,13 @@ DEFAULT_LOCALRC = Path(__file__).resolve().parent / "localrc"
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--stack"):
-        return
-    keep = [i for i in items if "lifecycle" not in i.keywords]
-    dropped = [i for i in items if "lifecycle" in i.keywords]
+    """Lifecycle tests only with --stack (they end by cleaning the host), the long tier only with --long."""
+    def wanted(item) -> bool:
+        if "lifecycle" in item.keywords and not config.getoption("--stack"):
+            return False
+        return "long" not in item.keywords or config.getoption("--long")
+    keep = [i for i in items if wanted(i)]
+    dropped = [i for i in items if not wanted(i)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
