@@ -206,7 +206,7 @@ def run_stack(console, settings: Settings, phases: list[Phase], state: State, ar
         console.print(failure_panel(result.failed, log_path, resume_command(args)))
         return 1
     state.record_run(ok=True, seconds=result.wall_seconds, phases=phase_seconds)
-    rows = [row for phase in phases for row in phase.summary(settings)]
+    rows = [row for wave in waves(phases) for phase in wave for row in phase.summary(settings)]
     console.print(summary_panel(rows, result.wall_seconds))
     return 0
 
