@@ -151,17 +151,25 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                 console.print(f"    {mark:<30} {step.name}: {step.describe}")
 
 
+def load_or_report(console, config: str | None, warn: bool = True) -> Settings | None:
+    """The validated settings, or None after printing every problem (nothing was changed)."""
+    try:
+        settings = load_config(config)
+    except ConfigError as error:
+        print_config_error(console, error)
+        return None
+    for warning in settings.warnings if warn else ():
+        where = f"{warning.file}:{warning.line}" if warning.line else f"{warning.file}"
+        console.print(f"[yellow]warning[/] {where}: {warning.message}")
+    return settings
+
+
 def stack_main(argv: list[str]) -> int:
     args = stack_parser().parse_args(argv)
     console = make_console()
-    try:
-        settings = load_config(args.config)
-    except ConfigError as error:
-        print_config_error(console, error)
+    settings = load_or_report(console, args.config)
+    if settings is None:
         return 2
-    for warning in settings.warnings:
-        where = f"{warning.file}:{warning.line}" if warning.line else f"{warning.file}"
-        console.print(f"[yellow]warning[/] {where}: {warning.message}")
     try:
         if args.command == "status":
             return status_main(console, settings, as_json=args.json)
@@ -244,10 +252,8 @@ def unstack_main(argv: list[str]) -> int:
                         help="also remove what minstack created: databases, data, logs, bridges, the venv")
     args = parser.parse_args(argv)
     console = make_console()
-    try:
-        settings = load_config(args.config)
-    except ConfigError as error:
-        print_config_error(console, error)
+    settings = load_or_report(console, args.config, warn=False)
+    if settings is None:
         return 2
     lock = take_run_lock(console)
     if lock is None:

@@ -84,6 +84,22 @@ class Context:
             self.restart.update(restarts)
         return changed
 
+    # ---- ./unstack.py --clean ------------------------------------------------------------------
+    def drop_databases(self, *names: str) -> None:
+        """Drop this phase's databases; if MariaDB is already down, say so rather than pretend."""
+        from minstack import mysql
+        for name in names:
+            try:
+                mysql.drop_database(name)
+            except Exception as exc:
+                self.log.warning("could not drop database %s: %s", name, exc)
+
+    def remove_trees(self, *paths: str | Path) -> None:
+        """Remove directories this phase created (never crossing into another file system)."""
+        for path in paths:
+            if Path(path).exists():
+                self.sh.run(["rm", "-rf", "--one-file-system", str(path)])
+
     def ensure_dir(self, path: str | Path, *, mode: int = 0o755, owner: str = "root",
                    group: str | None = None) -> Path:
         path = Path(path)

@@ -77,14 +77,8 @@ class Glance(Phase):
         return [("Glance", glance_url(settings))]
 
     def clean(self, ctx):
-        try:
-            mysql.drop_database("glance")
-        except Exception as exc:  # MariaDB already stopped: say so rather than pretend
-            ctx.log.warning("could not drop database glance: %s", exc)
-        for path in (ETC, ctx.settings.data_dir / "glance"):
-            if path.exists():
-                ctx.sh.run(["rm", "-rf", "--one-file-system", str(path)])
-
+        ctx.drop_databases("glance")
+        ctx.remove_trees(ETC, ctx.settings.data_dir / "glance")
 
 
 # After accounts: the service project exists, so parallel phases never race to create it.

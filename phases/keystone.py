@@ -68,12 +68,8 @@ class Keystone(Phase):
         return [("Keystone", identity.keystone_url(settings) + "/v3")]
 
     def clean(self, ctx):
-        try:
-            mysql.drop_database("keystone")
-        except Exception as exc:  # MariaDB already stopped: say so rather than pretend
-            ctx.log.warning("could not drop database keystone: %s", exc)
-        if ETC.exists():
-            ctx.sh.run(["rm", "-rf", "--one-file-system", str(ETC)])
+        ctx.drop_databases("keystone")
+        ctx.remove_trees(ETC)
 
 
 PHASE = Keystone(name="keystone", requires=("mysql", "memcached", "venv"), services=("key",))

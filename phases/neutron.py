@@ -165,13 +165,8 @@ class Neutron(Phase):
     def clean(self, ctx):
         s = ctx.settings
         stop_metadata_proxies(ctx)
-        try:
-            mysql.drop_database("neutron")
-        except Exception as exc:  # MariaDB already stopped: say so rather than pretend
-            ctx.log.warning("could not drop database neutron: %s", exc)
-        for path in (ETC, state_path(s)):
-            if path.exists():
-                ctx.sh.run(["rm", "-rf", "--one-file-system", str(path)])
+        ctx.drop_databases("neutron")
+        ctx.remove_trees(ETC, state_path(s))
 
 
 # ---- probes and helpers ---------------------------------------------------------------------------

@@ -277,14 +277,8 @@ class Nova(Phase):
 
     def clean(self, ctx):
         destroy_instances(ctx)
-        for name in DATABASES:
-            try:
-                mysql.drop_database(name)
-            except Exception as exc:  # MariaDB already stopped: say so rather than pretend
-                ctx.log.warning("could not drop database %s: %s", name, exc)
-        for path in (ETC, ctx.settings.data_dir / "nova"):  # nova.conf, nova-cpu.conf, state, instances
-            if path.exists():
-                ctx.sh.run(["rm", "-rf", "--one-file-system", str(path)])
+        ctx.drop_databases(*DATABASES)
+        ctx.remove_trees(ETC, ctx.settings.data_dir / "nova")  # nova.conf, nova-cpu.conf, state, instances
 
 
 # ---- helpers -------------------------------------------------------------------------------------------

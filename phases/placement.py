@@ -61,13 +61,8 @@ class Placement(Phase):
         return [("Placement", placement_url(settings))]
 
     def clean(self, ctx):
-        try:
-            mysql.drop_database("placement")
-        except Exception as exc:  # MariaDB already stopped: say so rather than pretend
-            ctx.log.warning("could not drop database placement: %s", exc)
-        if ETC.exists():
-            ctx.sh.run(["rm", "-rf", "--one-file-system", str(ETC)])
-
+        ctx.drop_databases("placement")
+        ctx.remove_trees(ETC)
 
 
 # After accounts: the service project exists, so parallel phases never race to create it.
