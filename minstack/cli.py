@@ -111,8 +111,9 @@ def make_context_factory(settings: Settings, state: State, supervisor, to_file: 
 # ---- ./stack.py --------------------------------------------------------------------------------
 def stack_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stack.py", description="Stack an all-in-one OpenStack on this host.")
-    p.add_argument("command", nargs="?", default="stack", choices=["stack", "status", "plan"],
-                   help="stack (default), status (every service: state, pid, ports, RSS), plan (= --dry-run)")
+    p.add_argument("command", nargs="?", default="stack", choices=["stack", "status", "plan", "verify"],
+                   help="stack (default), status (every service: state, pid, ports, RSS), plan (= --dry-run), "
+                        "verify (check again that the test instance boots and answers ping and SSH)")
     p.add_argument("-c", "--config", help="localrc or local.conf (default: ./localrc, then ./local.conf)")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--only", nargs="+", metavar="PHASE", help="run only these phases")
@@ -173,7 +174,8 @@ def stack_main(argv: list[str]) -> int:
     try:
         if args.command == "status":
             return status_main(console, settings, as_json=args.json)
-        phases = select(load_phases(), settings, args.only, args.skip)
+        only = ["verify"] if args.command == "verify" else args.only
+        phases = select(load_phases(), settings, only, args.skip)
         state = State(settings.state_dir / "state.json")
         if args.dry_run or args.command == "plan":
             print_plan(console, phases, settings, state)

@@ -140,3 +140,9 @@ def test_br_ex_has_the_gateway_and_the_host_is_untouched(host, settings, network
     assert host_network_snapshot() == network_before  # default route and eth0's addresses as they were
     nat = subprocess.run(["nft", "list", "table", "ip", "minstack"], capture_output=True, text=True)
     assert nat.returncode == 0 and f"ip saddr {settings.floating_range}" in nat.stdout and "masquerade" in nat.stdout
+
+
+def test_stack_py_verify_checks_again(minstack_cli):
+    proc = minstack_cli.stack("verify")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "instance reachable: ping ok, ssh ok" in " ".join(proc.stdout.split())
