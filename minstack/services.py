@@ -85,6 +85,7 @@ SUPPORTED_SERVICES: frozenset[str] = frozenset({
     "n-api", "n-cond", "n-sch", "n-cpu", "n-novnc", "n-api-meta",
     "q-svc", "q-ovn-agent", "ovn-northd", "ovn-controller", "ovs-vswitchd", "ovsdb-server",
     "horizon",
+    "tempest",  # installed and configured (phases/tempest.py); tools/tempest-smoke.sh runs it
 })
 
 # Known services minstack will never install, with the reason shown to the

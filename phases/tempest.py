@@ -1,0 +1,263 @@
+"""Tempest: installed into its own venv, a workspace at $DEST/tempest, tempest.conf for this stack.
+
+As in DevStack, ./stack.py installs and configures Tempest but does not run it:
+``tools/tempest-smoke.sh`` runs the smoke set (as the stack user, in the workspace).
+
+- Tempest gets its own venv ($DATA_DIR/tempest/venv, root-owned like the
+  services' one), from files/requirements/tempest-2026.2-lock.txt: its
+  dependencies (paramiko, stestr, cliff, ...) never move the services' pins.
+- The workspace ($DEST/tempest, owned by the stack user) comes from
+  ``tempest init``: .stestr.conf, the stestr repository, the lock directory.
+  The workspace registry goes to $DATA_DIR/tempest/workspace.yaml rather than
+  the stack user's home.
+- etc/exclude-list.txt in the workspace names the tests tools/tempest-smoke.sh
+  leaves out, each with its reason: with minstack's offline test image (not
+  CirrOS) two scenario tests need guest commands it lacks.
+- tempest.conf ($TEMPEST_CONFIG, default $DEST/tempest/etc/tempest.conf,
+  root:stack 0640: it holds the admin password) is rendered from
+  files/templates/tempest/tempest.conf.j2 with what this cloud really has,
+  looked up through its APIs: the uploaded image, DevStack's small flavors,
+  the public network, neutron's extensions, nova's highest microversion.
+  local.conf ``[[test-config|$TEMPEST_CONFIG]]`` sections are merged into it
+  (ctx.render merges only post-config sections, so this phase does both).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from minstack import identity, images, postconfig, templates, testimage
+from minstack.errors import MinstackError
+from minstack.paths import REQUIREMENTS
+from minstack.phase import Phase, Step
+from minstack.ssh import SSH_USER
+
+FLAVOR = "cirros256"        # id c1: 256 MB, 1 GB disk
+FLAVOR_ALT = "ds512M"       # id d1: 512 MB, 5 GB disk, bigger, for resize tests
+PRIVATE_NETWORK = "private"  # the names phases/network.py gives them
+PUBLIC_NETWORK = "public"
+# local.conf sections merged into tempest.conf, in file order (the last value wins)
+MERGED_PHASES = ("post-config", "test-config")
+
+
+def state_dir(settings) -> Path:
+    """Tempest's own data: its venv, the workspace registry, a copy of the test image."""
+    return settings.data_dir / "tempest"
+
+
+def venv(settings) -> Path:
+    return state_dir(settings) / "venv"
+
+
+def workspace(settings) -> Path:
+    """Where DevStack keeps Tempest ($DEST/tempest); its etc/tempest.conf is $TEMPEST_CONFIG's default."""
+    return settings.dest / "tempest"
+
+
+def config_file(settings) -> Path:
+    return Path(settings.config_files["TEMPEST_CONFIG"])
+
+
+def exclude_list(settings) -> Path:
+    """The tests tools/tempest-smoke.sh leaves out, each with its reason (tempest run --exclude-list)."""
+    return workspace(settings) / "etc" / "exclude-list.txt"
+
+
+def lock_file(release: str) -> Path:
+    path = REQUIREMENTS / f"tempest-{release}-lock.txt"
+    if not path.exists():
+        raise MinstackError(f"no Tempest lock file for release {release}: {path}")
+    return path
+
+
+def run_paths(settings) -> dict[str, str]:
+    """What tools/tempest-smoke.sh needs to run Tempest for this localrc."""
+    return {"TEMPEST_VENV": str(venv(settings)), "TEMPEST_WORKSPACE": str(workspace(settings)),
+            "TEMPEST_CONFIG": str(config_file(settings)), "STACK_USER": settings.stack_user,
+            "TEMPEST_LOG": str(settings.logdir / "tempest.log"),
+            "TEMPEST_EXCLUDE_LIST": str(exclude_list(settings))}
+
+
+def offline_image(settings) -> bool:
+    """True when the image Tempest boots is minstack's offline test image, not CirrOS."""
+    uploaded = images.uploaded(settings)
+    return bool(uploaded and uploaded[0].get("offline"))
+
+
+def merge_entries(settings, path: Path) -> list[tuple[str, str, str]]:
+    """local.conf [[post-config|...]] and [[test-config|...]] entries aimed at path, in file order."""
+    return [(e.section, e.key, e.value) for e in settings.post_config
+            if e.phase in MERGED_PHASES and str(e.target) == str(path)]
+
+
+def render_config(settings, **lookups) -> str:
+    """tempest.conf's text: the template with this cloud's values, then local.conf's sections merged."""
+    content = templates.render("tempest/tempest.conf.j2", settings, **lookups)
+    merges = merge_entries(settings, config_file(settings))
+    return postconfig.merge_ini(content, merges) if merges else content
+
+
+def image_copy(settings, image) -> Path:
+    return state_dir(settings) / "images" / f"{image.name}.{image.disk_format}"
+
+
+def boot_images(conn, settings) -> tuple[object, object, dict]:
+    """(image, alternate image, record) among those minstack uploaded (the alternate is the second one,
+    or the first again, as DevStack does with one image)."""
+    uploaded = images.uploaded(settings)
+    if not uploaded:
+        raise MinstackError("no bootable image was uploaded (see phases/image.log)")
+    found = [conn.image.find_image(record["name"], ignore_missing=False) for record in uploaded[:2]]
+    return found[0], found[-1], uploaded[0]
+
+
+def fitting_flavor(conn, name: str, image):
+    """The flavor, refused if the image cannot boot in it (RAM, disk)."""
+    flavor = conn.compute.find_flavor(name, ignore_missing=False)
+    disk_bytes = flavor.disk * 1024 ** 3
+    too_small = (flavor.ram < (image.min_ram or 0) or flavor.disk < (image.min_disk or 0)
+                 or (image.virtual_size and disk_bytes and disk_bytes < image.virtual_size))
+    if too_small:
+        raise MinstackError(f"flavor {name} ({flavor.ram} MB, {flavor.disk} GB) is too small for image "
+                            f"{image.name} (min_ram {image.min_ram} MB, virtual size {image.virtual_size} bytes)")
+    return flavor
+
+
+def compute_max_microversion(conn) -> str:
+    """The highest compute API microversion this nova serves (from its version document)."""
+    data = conn.compute.get_endpoint_data()
+    if not data or not data.max_microversion:
+        raise MinstackError("nova's API did not report its microversions")
+    major, minor = data.max_microversion[:2]
+    return f"{major}.{minor}"
+
+
+def lookups(ctx) -> dict:
+    """Everything tempest.conf takes from the running cloud."""
+    s = ctx.settings
+    conn = identity.admin_connection(s)
+    image, image_alt, record = boot_images(conn, s)
+    public = conn.network.find_network(PUBLIC_NETWORK, ignore_missing=False)
+    if not public.is_router_external:
+        raise MinstackError(f"network {PUBLIC_NETWORK} is not external")
+    # the offline test image boots as tested only with its glance properties (machine type pc, ...)
+    properties = testimage.image_properties() if record.get("offline") else {}
+    values = {
+        "workspace": workspace(s),
+        "image_ref": image.id,
+        "image_ref_alt": image_alt.id,
+        "image_ssh_user": SSH_USER,
+        "img_file": image_copy(s, image),
+        "img_disk_format": image.disk_format,
+        "img_properties": properties,
+        "flavor_ref": fitting_flavor(conn, FLAVOR, image).id,
+        "flavor_ref_alt": fitting_flavor(conn, FLAVOR_ALT, image_alt).id,
+        "fixed_network_name": PRIVATE_NETWORK,
+        "public_network_id": public.id,
+        "floating_network_name": PUBLIC_NETWORK,
+        "network_extensions": sorted(e.alias for e in conn.network.extensions()),
+        "compute_max_microversion": compute_max_microversion(conn),
+        "dashboard_url": f"http://{s.service_host}/dashboard/",
+    }
+    ctx.log.info("tempest.conf: image %s, flavors %s/%s, public network %s, compute microversion up to %s, "
+                 "%d network extensions", image.name, values["flavor_ref"], values["flavor_ref_alt"], public.id,
+                 values["compute_max_microversion"], len(values["network_extensions"]))
+    return values
+
+
+class Tempest(Phase):
+    def steps(self, ctx):
+        s = ctx.settings
+        env_dir, ws, conf = venv(s), workspace(s), config_file(s)
+        python, tempest = env_dir / "bin" / "python", env_dir / "bin" / "tempest"
+        lock = lock_file(s.openstack_release)
+        fingerprint = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+        # as phases/venv.py: uv from minstack's own venv, its cache outside DATA_DIR (warm after --clean)
+        env = {"UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", "/var/cache/minstack/uv"),
+               "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+
+        def uv() -> str:
+            return str(Path(sys.executable).parent / "uv")
+
+        registry = state_dir(s) / "workspace.yaml"
+
+        def init_workspace():
+            ctx.ensure_dir(state_dir(s), owner=s.stack_user)
+            # TMPDIR: the registry's lock goes to <state>/tempest-lock, not to a /tmp/tempest-lock
+            # that another user's tempest may own
+            as_stack = dict(user=s.stack_user, cwd=state_dir(s), env={"TMPDIR": str(state_dir(s))})
+            if (ws / ".stestr.conf").exists():  # made by an init that stopped before registering it
+                ctx.sh.run([tempest, "workspace", "register", "--workspace-path", registry,
+                            "--name", "minstack", "--path", ws], **as_stack)
+                return
+            if ws.exists() and any(ws.iterdir()):
+                raise MinstackError(f"{ws} exists and is not a Tempest workspace (no .stestr.conf); "
+                                    "move it away and stack again")
+            # --config-dir: the samples Tempest ships (<venv>/etc/tempest), instead of a
+            # ~/.tempest/etc it would make in the stack user's home; the registry goes to
+            # <state>/workspace.yaml for the same reason
+            ctx.sh.run([tempest, "init", "--config-dir", env_dir / "etc" / "tempest",
+                        "--workspace-path", registry, "--name", "minstack", ws], **as_stack)
+
+        def copy_image():
+            """Scenario tests upload an image from [scenario] img_file: the one this stack boots."""
+            conn = identity.admin_connection(s)
+            image, _, _ = boot_images(conn, s)
+            target = image_copy(s, image)
+            ctx.ensure_dir(target.parent, owner=s.stack_user)
+            partial = target.with_name(target.name + ".part")
+            conn.image.download_image(image, output=str(partial), stream=True)
+            partial.replace(target)
+            ctx.log.info("copied image %s (%d bytes) to %s", image.name, target.stat().st_size, target)
+
+        def image_copied() -> bool:
+            conn = identity.admin_connection(s)
+            image, _, _ = boot_images(conn, s)
+            target = image_copy(s, image)
+            return target.exists() and target.stat().st_size == image.size
+
+        def write_config():
+            if not conf.parent.exists():  # $TEMPEST_CONFIG elsewhere than the workspace
+                ctx.ensure_dir(conf.parent, owner=s.stack_user)
+            ctx.write_file(conf, render_config(s, **lookups(ctx)), owner="root", group=s.stack_user,
+                           mode=0o640)
+
+        def install():
+            ctx.sh.run([uv(), "pip", "install", "--python", python, "--compile-bytecode", "-r", lock], env=env)
+
+        def create_venv():
+            ctx.sh.run([uv(), "venv", "--allow-existing", "--python", "/usr/bin/python3", "--seed", env_dir],
+                       env=env)
+            install()
+
+        return [
+            # checked on the file, not recorded: a venv removed by hand comes back whole
+            Step("venv", create_venv, f"create {env_dir} (Tempest's own venv) and install {lock.name}",
+                 check=tempest.exists),
+            Step("install", install, f"install Tempest from {lock.name} (again when it changes)",
+                 once_key=fingerprint),
+            Step("workspace", init_workspace, f"tempest init {ws}",
+                 check=lambda: (ws / ".stestr.conf").exists() and registry.exists()),
+            Step("image copy", copy_image, f"the test image's file under {state_dir(s) / 'images'} "
+                                           "([scenario] img_file)", check=image_copied),
+            Step("config", write_config, f"{conf} from tempest/tempest.conf.j2 (+ local.conf test-config)"),
+            Step("exclude list", lambda: ctx.render("tempest/exclude-list.txt.j2", exclude_list(s), owner="root",
+                                                    group=s.stack_user, mode=0o644,
+                                                    offline_image=offline_image(s)),
+                 f"{exclude_list(s)}: the smoke tests the test image cannot run, and why"),
+        ]
+
+    def summary(self, settings):
+        return [("tempest", f"tools/tempest-smoke.sh   (workspace {workspace(settings)}, "
+                            f"config {config_file(settings)})")]
+
+    def clean(self, ctx):
+        s = ctx.settings
+        for path in (workspace(s), state_dir(s), config_file(s)):
+            if path.exists():
+                ctx.sh.run(["rm", "-rf", "--one-file-system", str(path)])
+
+
+PHASE = Tempest(name="tempest", requires=("accounts", "image", "network", "nova"), services=("tempest",))
