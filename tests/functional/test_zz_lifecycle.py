@@ -137,6 +137,7 @@ def test_clean_removes_what_minstack_made_and_nothing_else(minstack_cli, setting
     for etc in ("keystone", "glance", "placement", "nova", "neutron", "minstack"):
         assert not Path(f"/etc/{etc}").exists(), f"/etc/{etc} remains"
     assert not Path("/etc/sudoers.d/minstack").exists()
+    assert not (settings.dest / "tempest").exists()
     assert not list(Path("/etc/libvirt/qemu").glob("instance-*.xml"))
     assert not qemu_pids()
     assert not Path("/sys/class/net/br-ex").exists() and not Path("/sys/class/net/br-int").exists()
