@@ -166,8 +166,9 @@ class Verify(Phase):
                 record["ssh_seconds"] = round(time.time() - record["active_at"], 1)
             record.update(floating_ip=fip, reachable="ping ok, ssh ok")
             ctx.write_file(result_file(s), json.dumps(record, indent=1) + "\n", mode=0o644)
-            ctx.note(f"instance reachable: ping ok, ssh ok ({SERVER} at {fip}"
-                     + (f"; ACTIVE to SSH in {record['ssh_seconds']} s)" if first else ")"))
+            ctx.note(f"instance reachable: ping ok, ssh ok ({SERVER} at {fip}; booted"
+                     + (" in this run" if first else " earlier") + f": ACTIVE after {record['active_seconds']} s, "
+                     f"login prompt after {record['marker_seconds']} s, SSH {record['ssh_seconds']} s after ACTIVE)")
             if not s.verify_keep_instance:
                 conn.compute.delete_server(server)
 
