@@ -168,7 +168,7 @@ def load_or_report(console, config: str | None, warn: bool = True) -> Settings |
 def stack_main(argv: list[str]) -> int:
     args = stack_parser().parse_args(argv)
     console = make_console()
-    settings = load_or_report(console, args.config)
+    settings = load_or_report(console, args.config, warn=not args.json)  # --json: stdout is data only
     if settings is None:
         return 2
     try:

@@ -67,6 +67,7 @@ def main() -> int:
                 shutil.rmtree(cache, ignore_errors=True)
         print(f"bench: {kind} stack …", file=sys.stderr, flush=True)
         runs[kind] = timed_stack(args.config, settings, kind)
+        print(f"bench: {kind}: {json.dumps(runs[kind])}", file=sys.stderr, flush=True)  # kept if a later step fails
     time.sleep(args.settle)
     status = json.loads(minstack("stack.py", args.config, "status", "--json").stdout)
     rss_mb = sum(d["rss_bytes"] for d in status) / 2**20
