@@ -277,6 +277,7 @@ class Nova(Phase):
 
     def clean(self, ctx):
         destroy_instances(ctx)
+        remove_vif_taps(ctx)
         ctx.drop_databases(*DATABASES)
         ctx.remove_trees(ETC, ctx.settings.data_dir / "nova")  # nova.conf, nova-cpu.conf, state, instances
 
@@ -338,6 +339,18 @@ def power_off_instances(ctx) -> None:
     nova-compute powers them on again at the next ./stack.py (resume_guests_state_on_host_boot)."""
     for name in nova_domains(ctx):
         ctx.sh.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
+
+
+def remove_vif_taps(ctx) -> None:
+    """os-vif makes a persistent tap per guest port (tap<port id>, a neutron fa:16:3e MAC); with the
+    guests and libvirt gone they stay behind in the kernel: remove those, nothing else."""
+    for link in sorted(Path("/sys/class/net").glob("tap*")):
+        try:
+            mac = (link / "address").read_text().strip()
+        except OSError:
+            continue
+        if mac.startswith("fa:16:3e:"):
+            ctx.sh.run(["ip", "link", "delete", link.name], check=False)
 
 
 def destroy_instances(ctx) -> None:

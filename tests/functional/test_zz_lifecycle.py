@@ -141,6 +141,9 @@ def test_clean_removes_what_minstack_made_and_nothing_else(minstack_cli, setting
     assert not list(Path("/etc/libvirt/qemu").glob("instance-*.xml"))
     assert not qemu_pids()
     assert not Path("/sys/class/net/br-ex").exists() and not Path("/sys/class/net/br-int").exists()
+    vif_taps = [p.name for p in Path("/sys/class/net").glob("tap*")
+                if (p / "address").read_text().strip().startswith("fa:16:3e:")]
+    assert not vif_taps, f"guest taps left behind: {vif_taps}"
     assert subprocess.run(["nft", "list", "table", "ip", "minstack"], capture_output=True).returncode != 0
     namespaces = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
     assert not [n for n in namespaces if n.startswith("ovnmeta-")], namespaces  # the OVN agent's
