@@ -15,13 +15,13 @@ import re
 import secrets
 import stat
 import urllib.parse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from minstack import services
+from minstack import catalogue, services
 from minstack.errors import ConfigError, Problem, did_you_mean
 from minstack.hostinfo import HostFacts
 from minstack.localrc import Localrc, PostConfig, Setting, parse_localrc
@@ -29,8 +29,8 @@ from minstack.localrc import Localrc, PostConfig, Setting, parse_localrc
 KNOWN_RELEASES = ("2026.2",)
 DEFAULT_IMAGE_URL = "https://github.com/cirros-dev/cirros/releases/download/0.6.3/cirros-0.6.3-x86_64-disk.img"
 PASSWORD_KEYS = ("ADMIN_PASSWORD", "DATABASE_PASSWORD", "RABBIT_PASSWORD", "SERVICE_PASSWORD")
-CONFIG_FILE_KEYS = ("KEYSTONE_CONF", "GLANCE_API_CONF", "PLACEMENT_CONF", "NOVA_CONF", "NOVA_CPU_CONF",
-                    "NEUTRON_CONF", "Q_ML2_CONF_FILE", "CINDER_CONF", "TEMPEST_CONFIG")
+# DevStack's *_CONF keys: each project's config files, as the catalogue declares them.
+CONFIG_FILE_KEYS = tuple(catalogue.config_file_defaults())
 # local.conf phases minstack applies; the others are reported and ignored.
 APPLIED_PHASES = ("post-config", "test-config")
 # The file named in problems when there is no localrc at all.
@@ -51,13 +51,18 @@ class KeySpec:
     choices: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
+    field: str | None = None   # the Settings attribute (default: the key in lower case; "" for none)
+
+    @property
+    def attribute(self) -> str:
+        return self.name.lower() if self.field is None else self.field
 
 
 KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
     # network
-    KeySpec("HOST_IP", "network", "ip", None,
+    KeySpec("HOST_IP", "network", "address", None,
             "IPv4 address of this host the APIs listen on (default: the address of the default-route device)"),
-    KeySpec("SERVICE_HOST", "network", "ip", "$HOST_IP",
+    KeySpec("SERVICE_HOST", "network", "address", "$HOST_IP",
             "address clients and services use to reach the APIs; must be an address of this host"),
     KeySpec("FIXED_RANGE", "network", "network", "10.0.0.0/22",
             "CIDR of the private (tenant) network; must not overlap a network the host uses"),
@@ -79,19 +84,9 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
     KeySpec("DATA_DIR", "paths", "dir", "$DEST/data", "service data, the venv and minstack's own state"),
     KeySpec("LOGDIR", "paths", "dir", "$DEST/logs", "log files of minstack and of every service"),
     KeySpec("STACK_USER", "paths", "user", "stack", "unprivileged user the services run as"),
-    KeySpec("KEYSTONE_CONF", "paths", "file", "/etc/keystone/keystone.conf", "Keystone's config file"),
-    KeySpec("GLANCE_API_CONF", "paths", "file", "/etc/glance/glance-api.conf", "Glance API's config file"),
-    KeySpec("PLACEMENT_CONF", "paths", "file", "/etc/placement/placement.conf", "Placement's config file"),
-    KeySpec("NOVA_CONF", "paths", "file", "/etc/nova/nova.conf", "Nova's config file"),
-    KeySpec("NOVA_CPU_CONF", "paths", "file", "/etc/nova/nova-cpu.conf", "nova-compute's config file"),
-    KeySpec("NEUTRON_CONF", "paths", "file", "/etc/neutron/neutron.conf", "Neutron's config file"),
-    KeySpec("Q_ML2_CONF_FILE", "paths", "file", "/etc/neutron/plugins/ml2/ml2_conf.ini",
-            "Neutron ML2 plugin's config file"),
-    KeySpec("CINDER_CONF", "paths", "file", "/etc/cinder/cinder.conf", "Cinder's config file"),
-    KeySpec("TEMPEST_CONFIG", "paths", "file", "$DEST/tempest/etc/tempest.conf", "Tempest's config file"),
     # services
     KeySpec("ENABLED_SERVICES", "services", "services", None,
-            "services to run (default: DevStack's default set, as far as minstack supports it)"),
+            "services to run (default: DevStack's default set, as far as minstack supports it)", field=""),
     KeySpec("OPENSTACK_RELEASE", "services", "release", "2026.2",
             "OpenStack release whose pinned versions are installed"),
     KeySpec("INSTALL_METHOD", "services", "install_method", "source",
@@ -111,10 +106,14 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
     # debug
     KeySpec("MINSTACK_DEBUG_FAIL_PHASE", "debug", "phase", None,
             "make the named phase fail on purpose (to test resuming); empty: off; "
-            "also read from the environment"),
+            "also read from the environment; PHASE/STEP fails that phase just before that step",
+            field="fail_phase"),
     KeySpec("VERIFY_KEEP_INSTANCE", "debug", "bool", "True",
             "keep the test instance that verify boots, to poke at it afterwards"),
 )}
+# Each project's config files (KEYSTONE_CONF, NOVA_CONF, ...), from the catalogue: Settings.config_files.
+KEYS.update({key: KeySpec(key, "paths", "file", default, f"config file ({default} by default)", field="")
+             for key, default in catalogue.config_file_defaults().items()})
 
 
 # What $KEY means in localrc before the file sets KEY, as DevStack's stackrc
@@ -123,46 +122,22 @@ DEFAULTS: dict[str, str] = {spec.name: spec.default for spec in KEYS.values() if
 
 
 # ---- the result --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Settings:
-    """Everything minstack needs to know, checked.  Attribute = lowercase key."""
+class _SettingsBase:
+    """Everything minstack needs to know, checked.
 
-    source: Path | None
-    host_ip: str
-    service_host: str
-    dest: Path
-    data_dir: Path
-    logdir: Path
-    stack_user: str
-    admin_password: str = field(repr=False)
-    database_password: str = field(repr=False)
-    rabbit_password: str = field(repr=False)
-    service_password: str = field(repr=False)
-    fixed_range: IPv4Network
-    floating_range: IPv4Network
-    public_network_gateway: IPv4Address
-    novncproxy_url: str
-    openstack_release: str
-    install_method: str
-    offline: bool
-    image_urls: tuple[str, ...]
-    libvirt_type: str
-    api_workers: int
-    service_timeout: int
-    fail_phase: str | None
-    verify_keep_instance: bool
-    enabled_services: frozenset[str]
-    config_files: Mapping[str, Path]          # KEYSTONE_CONF, NOVA_CONF, ... -> path
-    post_config: tuple[PostConfig, ...]       # targets resolved to absolute paths
-    warnings: tuple[Problem, ...] = ()
-    generated_secrets: frozenset[str] = frozenset()  # password keys generated by this load
+    The attributes are generated from KEYS (one per key, named as the key in lower
+    case, or KeySpec.field), plus: source (the localrc, or None), enabled_services,
+    config_files (KEYSTONE_CONF, NOVA_CONF, ... -> path), post_config (targets
+    resolved to absolute paths), warnings and generated_secrets (the password keys
+    this load generated).
+    """
 
     def is_enabled(self, *names: str) -> bool:
         """True if any of the named services is enabled."""
         return any(name in self.enabled_services for name in names)
 
     def secret_values(self) -> list[str]:
-        return [self.admin_password, self.database_password, self.rabbit_password, self.service_password]
+        return [getattr(self, KEYS[key].attribute) for key in PASSWORD_KEYS]
 
     @property
     def venv(self) -> Path:
@@ -171,6 +146,18 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "minstack"
+
+
+Settings = make_dataclass("Settings", [
+    ("source", object),
+    *((spec.attribute, object, field(repr=spec.kind != "password")) for spec in KEYS.values() if spec.attribute),
+    ("enabled_services", frozenset),
+    ("config_files", Mapping),
+    ("post_config", tuple),
+    ("warnings", tuple, field(default=())),
+    ("generated_secrets", frozenset, field(default=frozenset())),
+], bases=(_SettingsBase,), frozen=True)
+Settings.__module__ = __name__
 
 
 # ---- converters: text -> typed value, or ValueError("is not ...") -----------------------------
@@ -191,6 +178,11 @@ def _to_ip(text: str, spec: KeySpec) -> IPv4Address:
     if not isinstance(address, IPv4Address):
         raise ValueError("is an IPv6 address; minstack supports IPv4 only")
     return address
+
+
+def _to_address(text: str, spec: KeySpec) -> str:
+    """An address of this host, kept as text (it goes into URLs and config files)."""
+    return str(_to_ip(text, spec))
 
 
 def _to_network(text: str, spec: KeySpec) -> IPv4Network:
@@ -307,7 +299,7 @@ def _to_phase(text: str, spec: KeySpec) -> str:
 
 
 CONVERTERS: dict[str, Callable[[str, KeySpec], object]] = {
-    "ip": _to_ip, "network": _to_network, "file": _to_file, "dir": _to_dir, "user": _to_user,
+    "ip": _to_ip, "address": _to_address, "network": _to_network, "file": _to_file, "dir": _to_dir, "user": _to_user,
     "password": _to_password, "release": _to_release, "choice": _to_choice,
     "install_method": _to_install_method, "bool": _to_bool, "int": _to_int, "urls": _to_urls,
     "url": _to_url, "phase": _to_phase,
@@ -597,7 +589,7 @@ class _Loader:
                 self._error(key, f"{self._subject(key)} is not an address of this host "
                                  f"(it has {', '.join(sorted(local))}); minstack installs everything here")
         host_ip = self.value.get("HOST_IP")
-        if host_ip is not None and host_ip.is_loopback:
+        if host_ip is not None and ip_address(host_ip).is_loopback:
             file, line = self._where("HOST_IP")
             self.warnings.append(Problem(file, line, f"{self._subject('HOST_IP')} is a loopback address; "
                                                      "instances will not reach the APIs"))
@@ -605,10 +597,10 @@ class _Loader:
     # -- services --
     def _services(self) -> frozenset[str]:
         ops = self.localrc.service_ops if self.localrc else []
-        enabled, unknown = services.resolve_services(ops, services.default_services())
+        enabled, unknown, not_there = services.resolve_services(ops, services.default_services())
         running, unsupported, ignored = services.check_support(enabled, ops, self.file)
         self.errors += unknown + unsupported
-        self.warnings += ignored
+        self.warnings += not_there + ignored
         self.errors += services.check_requirements(running, ops, self.file)
         return running
 
@@ -668,34 +660,11 @@ class _Loader:
 
     # -- the result --
     def _settings(self, enabled: frozenset[str], post_config: tuple[PostConfig, ...]) -> Settings:
-        v = self.value
         return Settings(
             source=self.localrc.path if self.localrc else None,
-            host_ip=str(v["HOST_IP"]),
-            service_host=str(v["SERVICE_HOST"]),
-            dest=v["DEST"],
-            data_dir=v["DATA_DIR"],
-            logdir=v["LOGDIR"],
-            stack_user=v["STACK_USER"],
-            admin_password=v["ADMIN_PASSWORD"],
-            database_password=v["DATABASE_PASSWORD"],
-            rabbit_password=v["RABBIT_PASSWORD"],
-            service_password=v["SERVICE_PASSWORD"],
-            fixed_range=v["FIXED_RANGE"],
-            floating_range=v["FLOATING_RANGE"],
-            public_network_gateway=v["PUBLIC_NETWORK_GATEWAY"],
-            novncproxy_url=v["NOVNCPROXY_URL"],
-            openstack_release=v["OPENSTACK_RELEASE"],
-            install_method=v["INSTALL_METHOD"],
-            offline=v["OFFLINE"],
-            image_urls=v["IMAGE_URLS"],
-            libvirt_type=v["LIBVIRT_TYPE"],
-            api_workers=v["API_WORKERS"],
-            service_timeout=v["SERVICE_TIMEOUT"],
-            fail_phase=v["MINSTACK_DEBUG_FAIL_PHASE"],
-            verify_keep_instance=v["VERIFY_KEEP_INSTANCE"],
+            **{spec.attribute: self.value[name] for name, spec in KEYS.items() if spec.attribute},
             enabled_services=enabled,
-            config_files=MappingProxyType({key: v[key] for key in CONFIG_FILE_KEYS}),
+            config_files=MappingProxyType({key: self.value[key] for key in CONFIG_FILE_KEYS}),
             post_config=post_config,
             warnings=tuple(self.warnings),
             generated_secrets=frozenset(self.generated),

@@ -393,7 +393,7 @@ def test_devstack_default_services_do_not_explode(tmp_path):
 
 def test_resolve_services_unit():
     op = ServiceOp
-    enabled, found = services.resolve_services([
+    enabled, found, warnings = services.resolve_services([
         op("disable", ("key",), "f", 1),
         op("enable", ("n-cpu", "nova-cpu"), "f", 2),
         op("set", ("mysql", "q-ovn-metadata-agent"), "f", 3),
@@ -401,6 +401,38 @@ def test_resolve_services_unit():
     ], ("key", "rabbit"))
     assert enabled == {"mysql", "q-ovn-agent", "rabbit"}
     assert [str(p) for p in found] == ["f:2: unknown service 'nova-cpu'; did you mean 'n-cpu'?"]
+    assert warnings == []
+
+
+def test_meta_names_stand_for_all_of_their_services():
+    op = ServiceOp
+    enabled, errors, warnings = services.resolve_services([
+        op("disable", ("cinder", "swift", "nova"), "f", 1),
+        op("enable", ("glance",), "f", 2),
+    ], services.DEFAULT_ENABLED_SERVICES)
+    assert not errors and not warnings
+    assert not enabled & {"c-api", "c-sch", "c-vol", "n-api", "n-cpu", "n-cond"}
+    assert "g-api" in enabled and "key" in enabled
+
+
+def test_disabling_a_name_minstack_does_not_know_is_a_warning_enabling_it_an_error():
+    op = ServiceOp
+    _, errors, warnings = services.resolve_services([
+        op("disable", ("ceilometer-acompute",), "f", 1),
+        op("enable", ("ceilometer-acompute",), "f", 2),
+    ], ())
+    assert [str(p) for p in warnings] == ["f:1: service 'ceilometer-acompute' is not one minstack knows; "
+                                          "nothing to disable"]
+    assert [p.line for p in errors] == [2]
+
+
+def test_a_devstack_local_conf_disabling_swift_and_cinder_is_accepted(tmp_path):
+    s = load(tmp_path, """
+        disable_service swift
+        disable_service cinder
+        disable_service c-bak tls-proxy
+    """)
+    assert not s.is_enabled("c-api", "c-vol", "s-proxy")
 
 
 def test_catalogue_is_consistent():
