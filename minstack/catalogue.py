@@ -38,6 +38,7 @@ class Api:
     path: str = ""         # what the Keystone catalog URL adds to http://host:port (e.g. "/v2.1")
     config_env: str = ""   # how the module finds its config: OS_<PROJECT>_CONFIG_DIR (its config files' dir)
     files_env: str = ""    # ... and which files in it: OS_<PROJECT>_CONFIG_FILES ("a;b")
+    ready_path: str = "/"  # what answers once it is up
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ PROJECTS: tuple[Project, ...] = (
        config_files={"KEYSTONE_CONF": "/etc/keystone/keystone.conf"}, databases=("keystone",),
        catalog=CatalogEntry("identity", "keystone", "Keystone Identity Service", api="keystone"),
        apis=(Api("keystone", "key", "keystone.wsgi.api", 5000,
-                 config_env="OS_KEYSTONE_CONFIG_DIR", files_env="OS_KEYSTONE_CONFIG_FILES"),),
+                 config_env="OS_KEYSTONE_CONFIG_DIR", files_env="OS_KEYSTONE_CONFIG_FILES", ready_path="/v3"),),
        in_default=("key",)),
     _p(name="glance", phase="glance", services={"g-api": "Glance image API"}, meta=("glance",),
        config_files={"GLANCE_API_CONF": "/etc/glance/glance-api.conf"}, databases=("glance",),

@@ -14,7 +14,7 @@ from minstack.errors import ConfigError, MinstackError
 from minstack.hostinfo import HostFacts
 from minstack.paths import REPO
 from minstack.phase import Phase
-from minstack.pipeline import Pipeline, load_phases, select, step_skip_reason, waves
+from minstack.pipeline import Pipeline, load_phases, look, select, waves
 from minstack.settings import Settings, load_settings, save_generated_secrets
 from minstack.shell import Shell
 from minstack.state import State
@@ -136,6 +136,7 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                                 to_file=False)
     console.print(f"[bold]minstack plan[/] for {settings.source or 'the defaults'} "
                   f"(services: {', '.join(sorted(settings.enabled_services))})")
+    would_run = total = 0
     for number, wave in enumerate(waves(phases), 1):
         names = ", ".join(p.name for p in wave)
         console.print(f"\n[bold]wave {number}[/] ({'in parallel: ' if len(wave) > 1 else ''}{names})")
@@ -145,11 +146,15 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
             ctx = make(phase)
             for step in phase.steps(ctx):
                 try:
-                    reason = step_skip_reason(step, state, phase.name)
+                    reason = look(step, state, phase.name).skip
                 except Exception:  # a probe that cannot run yet (tool not installed): it would run
                     reason = None
                 mark = f"[green]ok[/] ({reason})" if reason else "[yellow]would run[/]"
                 console.print(f"    {mark:<30} {step.name}: {step.describe}")
+                total += 1
+                would_run += reason is None
+    console.print(f"\n{total} steps: {would_run} would run, {total - would_run} already done"
+                  + ("; nothing to do" if not would_run else ""))
 
 
 def load_or_report(console, config: str | None, warn: bool = True) -> Settings | None:

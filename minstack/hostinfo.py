@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
 from pathlib import Path
 from urllib.parse import urlparse
 
+from minstack.catalogue import EXTERNAL_BRIDGE, INTEGRATION_BRIDGE
 from minstack.errors import MinstackError
 
 DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
@@ -23,7 +24,7 @@ DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
 # Devices minstack creates itself.  Overlap checks ignore their routes and
 # addresses, so a re-run does not refuse the FLOATING_RANGE route minstack
 # put on br-ex.
-MINSTACK_DEVICE_PREFIXES = ("br-ex", "br-int", "ovs-", "ovn", "tap", "genev_sys", "mst-")
+MINSTACK_DEVICE_PREFIXES = (EXTERNAL_BRIDGE, INTEGRATION_BRIDGE, "ovs-", "ovn", "tap", "genev_sys", "mst-")
 
 
 def minstack_owned_device(name: str) -> bool:

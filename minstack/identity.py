@@ -10,12 +10,14 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.exceptions import ClientException
 from keystoneauth1.identity import v3
 
+from minstack import catalogue
+
 REGION = "RegionOne"
 DOMAIN = "default"
 
 
 def keystone_url(settings) -> str:
-    return f"http://{settings.service_host}:5000"
+    return catalogue.keystone_url(settings)
 
 
 def password_auth(settings, username: str, password: str, project: str | None) -> v3.Password:
@@ -96,6 +98,32 @@ def ensure_service_account(settings, conn, user: str, service_name: str, service
     service = ensure_service(conn, service_name, service_type, description)
     if url:
         ensure_endpoints(conn, service, url)
+
+
+def service_account_differs(settings, conn, user: str, service_name: str, service_type: str,
+                            url: str | None) -> list[str]:
+    """What ensure_service_account would change (empty: nothing)."""
+    project = conn.identity.find_project("service", domain_id=DOMAIN)
+    if project is None:
+        return ["project service is missing"]
+    found = conn.identity.find_user(user, domain_id=DOMAIN)
+    if found is None:
+        return [f"user {user} is missing"]
+    differs = []
+    for role_name in ("admin", "service"):
+        role = conn.identity.find_role(role_name)
+        if role is None or not conn.identity.validate_user_has_project_role(project, found, role):
+            differs.append(f"{user} lacks role {role_name} in project service")
+    if not differs and not can_log_in(settings, user, settings.service_password, "service"):
+        differs.append(f"{user} cannot log in with SERVICE_PASSWORD")
+    service = next((svc for svc in conn.identity.services(type=service_type) if svc.name == service_name), None)
+    if service is None:
+        return differs + [f"service {service_name} ({service_type}) is missing"]
+    if url:
+        have = {e.interface: e.url for e in conn.identity.endpoints(service_id=service.id, region_id=REGION)}
+        differs += [f"{interface} endpoint is not {url}" for interface in ("public", "internal", "admin")
+                    if have.get(interface) != url]
+    return differs
 
 
 def user_connection(settings, username: str, project: str) -> openstack.connection.Connection:

@@ -12,15 +12,20 @@ DevStack lib/ file.  It declares:
   stop and restart),
 - ``clean(ctx)``: what ``unstack.py --clean`` removes (only what it created).
 
-Each :class:`Step` checks before it changes (pyinfra's rule) in one of three
+Each :class:`Step` looks before it changes (pyinfra's rule), in one of two
 ways, borrowed from cloud-init's module frequencies:
 
-- ``check``: a cheap probe run every time; the action runs only when it says
-  the host is not yet as wanted;
+- ``observe``: a probe run every time that returns what differs from the
+  wanted state (falsy: nothing, the step is skipped); the action gets that
+  observation, so a step looks at the host once and never writes its probe
+  twice.  ``check`` is the short form for a probe that can only say yes or no
+  (True: already so).
 - ``once_key``: the action ran successfully before with the same inputs (a
   fingerprint recorded in the state file), so it is skipped: for expensive
-  work whose result can't be probed cheaply (a pip install, a db sync);
-- neither: the action is idempotent by itself (it compares before it writes).
+  work whose result can't be probed cheaply (a pip install, a db sync).
+
+Because every step can say whether it would act, ``./stack.py plan`` on a
+stacked host reports that nothing is left to do.
 """
 from __future__ import annotations
 
@@ -36,18 +41,30 @@ if TYPE_CHECKING:
 @dataclass
 class Step:
     name: str
-    action: Callable[[], object]
+    action: Callable[..., object]   # action(), or action(observation) when the step observes
     describe: str = ""
-    check: Callable[[], bool] | None = None
+    check: Callable[[], bool] | None = None       # True: already so
     once_key: str | None = None
+    observe: Callable[[], object] | None = None   # what differs; falsy: nothing to do
+
+    def __post_init__(self):
+        if sum(x is not None for x in (self.check, self.once_key, self.observe)) > 1:
+            raise ValueError(f"step {self.name}: give one of check, once_key and observe")
 
 
 @dataclass
 class Phase:
     name: str = ""
     requires: tuple[str, ...] = ()
+    # The DevStack services that switch it on; for a phase that installs projects of the
+    # catalogue (minstack/catalogue.py), their services, derived from there when not given.
     services: tuple[str, ...] = ()
     debs: tuple[str, ...] = field(default=())  # lists under files/debs/ this phase needs
+
+    def __post_init__(self):
+        if not self.services:
+            from minstack import catalogue
+            self.services = catalogue.phase_services(self.name)
 
     def enabled(self, settings: "Settings") -> bool:
         return not self.services or settings.is_enabled(*self.services)

@@ -7,8 +7,9 @@ requires has finished, so independent phases run side by side (at most
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -29,15 +30,20 @@ class PhaseFailedOnPurpose(MinstackError):
     pass
 
 
-def load_phases(directory: Path = PHASES) -> list[Phase]:
+def phase_module(name: str):
+    """The module phases/<name>.py (phases/ is a package beside minstack/)."""
+    if str(PHASES.parent) not in sys.path:
+        sys.path.insert(0, str(PHASES.parent))
+    return importlib.import_module(f"{PHASES.name}.{name}")
+
+
+def load_phases() -> list[Phase]:
     """Import every phases/*.py module and collect its PHASE."""
     phases = []
-    for path in sorted(directory.glob("*.py")):
+    for path in sorted(PHASES.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        spec = importlib.util.spec_from_file_location(f"minstack_phases.{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = phase_module(path.stem)
         phase = getattr(module, "PHASE", None)
         if not isinstance(phase, Phase):
             raise PipelineError(f"{path}: defines no PHASE")
@@ -121,13 +127,31 @@ class Reporter:
     def phase_finished(self, result: PhaseResult) -> None: ...
 
 
-def step_skip_reason(step: Step, state: State, phase: str) -> str | None:
-    """Why a step need not run, or None when it must."""
+@dataclass
+class Look:
+    """What a step's probe saw: a reason to skip it, or what its action gets."""
+
+    skip: str | None = None
+    observation: object = None
+
+
+def look(step: Step, state: State, phase: str) -> Look:
+    """Run the step's probe once: skip it, or hand what it saw to the action."""
     if step.once_key is not None:
-        return "done before" if state.done_key(phase, step.name) == step.once_key else None
-    if step.check is not None and step.check():
-        return "already so"
-    return None
+        return Look("done before" if state.done_key(phase, step.name) == step.once_key else None)
+    if step.check is not None:
+        return Look("already so" if step.check() else None)
+    if step.observe is not None:
+        seen = step.observe()
+        return Look(None if seen else "already so", seen)
+    return Look()
+
+
+def act(step: Step, seen: Look) -> None:
+    if step.observe is not None:
+        step.action(seen.observation)
+    else:
+        step.action()
 
 
 class Pipeline:
@@ -174,19 +198,23 @@ class Pipeline:
         self.reporter.phase_started(phase.name)
         started = time.monotonic()
         try:
-            if self.fail_phase == phase.name:
+            fail_phase, _, fail_step = (self.fail_phase or "").partition("/")
+            if fail_phase == phase.name and not fail_step:
                 raise PhaseFailedOnPurpose(
                     f"phase {phase.name} failed on purpose (MINSTACK_DEBUG_FAIL_PHASE={phase.name})")
             for step in phase.steps(ctx):
                 self.reporter.step_started(phase.name, step.name)
-                reason = step_skip_reason(step, self.state, phase.name)
-                if reason:
-                    ctx.log.info("step %s: skipped (%s)", step.name, reason)
+                if fail_phase == phase.name and fail_step == step.name:
+                    raise PhaseFailedOnPurpose(f"phase {phase.name} failed on purpose before step {step.name} "
+                                               f"(MINSTACK_DEBUG_FAIL_PHASE={self.fail_phase})")
+                seen = look(step, self.state, phase.name)
+                if seen.skip:
+                    ctx.log.info("step %s: skipped (%s)", step.name, seen.skip)
                     result.steps_skipped += 1
                     continue
                 ctx.log.info("step %s: %s", step.name, step.describe or "running")
                 step_started = time.monotonic()
-                step.action()
+                act(step, seen)
                 ctx.log.info("step %s: done in %.2fs", step.name, time.monotonic() - step_started)
                 self.state.record_step(phase.name, step.name, step.once_key)
                 result.steps_run += 1

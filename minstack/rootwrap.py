@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from minstack.context import Wanted
+
 
 def conf_path(project: str) -> Path:
     return Path("/etc") / project / "rootwrap.conf"
@@ -29,14 +31,18 @@ def rewrite_conf(text: str, project: str, venv: Path) -> str:
     return re.sub(r"(?m)^exec_dirs\s*=(.*)$", add_venv, text)
 
 
-def install(ctx, project: str) -> bool:
-    """Copy rootwrap.conf and rootwrap.d/*.filters for project; True when something changed."""
+def wanted(ctx, project: str, restarts: tuple[str, ...] = ()) -> list:
+    """rootwrap.conf and rootwrap.d/*.filters for project, root-owned, as files a step keeps."""
     venv = ctx.settings.venv
     source = venv / "etc" / project
     etc = Path("/etc") / project
-    ctx.ensure_dir(etc / "rootwrap.d", owner="root", mode=0o755)
-    changed = ctx.write_file(conf_path(project),
-                             rewrite_conf((source / "rootwrap.conf").read_text(), project, venv), mode=0o644)
-    for filters in sorted((source / "rootwrap.d").glob("*.filters")):
-        changed |= ctx.write_file(etc / "rootwrap.d" / filters.name, filters.read_bytes(), mode=0o644)
-    return changed
+    conf = rewrite_conf((source / "rootwrap.conf").read_text(), project, venv).encode()
+    return [ctx.directory(etc / "rootwrap.d", owner="root", mode=0o755),
+            Wanted(conf_path(project), conf, 0o644, "root", None, restarts),
+            *(ctx.copy(filters, etc / "rootwrap.d" / filters.name, restarts=restarts)
+              for filters in sorted((source / "rootwrap.d").glob("*.filters")))]
+
+
+def step(ctx, project: str, restarts: tuple[str, ...], describe: str):
+    return ctx.files_step("rootwrap", f"{conf_path(project)} and rootwrap.d from the wheel: {describe}",
+                          lambda: wanted(ctx, project, restarts))

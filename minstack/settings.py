@@ -67,7 +67,7 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
     KeySpec("FIXED_RANGE", "network", "network", "10.0.0.0/22",
             "CIDR of the private (tenant) network; must not overlap a network the host uses"),
     KeySpec("FLOATING_RANGE", "network", "network", "172.24.4.0/24",
-            "CIDR of the public network that floating IPs come from; routed through br-ex"),
+            "CIDR of the public network that floating IPs come from; routed through minstack's own bridge"),
     KeySpec("PUBLIC_NETWORK_GATEWAY", "network", "ip", None,
             "gateway address of the public network (default: the first host of FLOATING_RANGE)"),
     KeySpec("NOVNCPROXY_URL", "network", "url", "http://$SERVICE_HOST:6080/vnc_lite.html",
@@ -167,7 +167,7 @@ _SYSTEM_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64",
 _BOOLEANS = {"true": True, "yes": True, "1": True, "on": True,
              "false": False, "no": False, "0": False, "off": False}
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-_PHASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PHASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_. -]*)?")  # phase or phase/step
 
 
 def _to_ip(text: str, spec: KeySpec) -> IPv4Address:
@@ -294,7 +294,7 @@ def _to_url(text: str, spec: KeySpec) -> str:
 
 def _to_phase(text: str, spec: KeySpec) -> str:
     if not _PHASE_NAME.fullmatch(text):
-        raise ValueError("is not a phase name")
+        raise ValueError("is not a phase name (or PHASE/STEP)")
     return text
 
 

@@ -37,6 +37,24 @@ class State:
             self.data["steps"] = {k: v for k, v in self.data["steps"].items() if not k.startswith(prefix)}
             self._save()
 
+    # ---- restarts a changed config file asked for, until the daemon really restarted ----
+    def pending_restarts(self) -> set[str]:
+        return set(self.data.get("restarts", []))
+
+    def ask_restart(self, *daemons: str) -> None:
+        """Kept in the file: a run that fails before the start step still restarts them next time."""
+        with self._lock:
+            wanted = set(self.data.get("restarts", [])) | set(daemons)
+            if wanted != set(self.data.get("restarts", [])):
+                self.data["restarts"] = sorted(wanted)
+                self._save()
+
+    def restarted(self, daemon: str) -> None:
+        with self._lock:
+            if daemon in self.data.get("restarts", []):
+                self.data["restarts"] = [name for name in self.data["restarts"] if name != daemon]
+                self._save()
+
     @property
     def last_run(self) -> dict | None:
         return self.data.get("last_run")

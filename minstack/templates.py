@@ -11,12 +11,11 @@ from functools import lru_cache
 
 import jinja2
 
+from minstack import catalogue
 from minstack.paths import TEMPLATES
 
-PORTS = {
-    "keystone": 5000, "placement": 8778, "glance": 9292, "nova": 8774, "metadata": 8775,
-    "neutron": 9696, "cinder": 8776, "novnc": 6080, "horizon": 80,
-}
+# Every fixed port, by name (API daemons by their daemon name), from the catalogue.
+PORTS = catalogue.ports()
 
 
 def ini_escape(value: object) -> str:
@@ -55,8 +54,8 @@ def common_context(s) -> dict:
     def db_url(name: str) -> str:
         return f"mysql+pymysql://root:{urlquote(s.database_password)}@{host}/{name}?charset=utf8"
 
-    def service_url(name: str) -> str:
-        return f"http://{host}:{PORTS[name]}"
+    def service_url(daemon: str) -> str:
+        return catalogue.url(s, daemon)
 
     def log_file(name: str) -> str:
         return str(s.logdir / f"{name}.log")
@@ -64,10 +63,11 @@ def common_context(s) -> dict:
     return {
         "s": s,
         "db_url": db_url,
-        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{host}:5672/",
-        "memcache_servers": f"{host}:11211",
-        "keystone_url": service_url("keystone"),
+        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{host}:{PORTS['rabbit']}/",
+        "memcache_servers": f"{host}:{PORTS['memcached']}",
+        "keystone_url": catalogue.keystone_url(s),
         "service_url": service_url,
+        "ports": PORTS,
         "log_file": log_file,
     }
 

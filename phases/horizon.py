@@ -163,4 +163,4 @@ class Horizon(Phase):
 
 
 # Needs Keystone to log in and memcached for its sessions; no database, no service account.
-PHASE = Horizon(name="horizon", requires=("memcached", "venv", "keystone"), services=("horizon",))
+PHASE = Horizon(name="horizon", requires=("memcached", "venv", "keystone"))

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minstack.catalogue import EXTERNAL_BRIDGE
 from minstack import templates
 from minstack.phase import Phase, Step
 
-BRIDGE = "br-ex"
+BRIDGE = EXTERNAL_BRIDGE
 NFT_FILE = Path("/etc/minstack/minstack.nft")
 FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 

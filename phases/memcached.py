@@ -1,21 +1,24 @@
 """memcached: Keystone's token cache (and later Horizon's sessions)."""
 from __future__ import annotations
 
-from minstack.phase import Phase, Step
+from minstack.catalogue import ports
+from minstack.phase import Phase
 from minstack.probes import tcp_open
 from minstack.supervisor import Daemon
+
+PORT = ports()["memcached"]
 
 
 class Memcached(Phase):
     def daemons(self, ctx):
         host = ctx.settings.service_host
-        return [Daemon("memcached", ["/usr/bin/memcached", "-l", host, "-p", "11211", "-U", "0",
+        return [Daemon("memcached", ["/usr/bin/memcached", "-l", host, "-p", str(PORT), "-U", "0",
                                      "-m", "64", "-c", "1024"],
-                       user="memcache", service="memcached", ready=lambda: tcp_open(host, 11211))]
+                       user="memcache", service="memcached", ready=lambda: tcp_open(host, PORT))]
 
     def steps(self, ctx):
         [daemon] = self.daemons(ctx)
-        return [Step("start", lambda: ctx.start(daemon), f"memcached on {ctx.settings.service_host}:11211")]
+        return [ctx.start_step(daemon, f"memcached on {ctx.settings.service_host}:{PORT}", name="start")]
 
 
 # DevStack has no service name for memcached: it runs whenever Keystone does.

@@ -17,15 +17,16 @@ class MySQL(Phase):
         s = ctx.settings
         [daemon] = self.daemons(ctx)
         return [
-            Step("config", lambda: ctx.render("mysql/99-minstack.cnf.j2", CONF, restarts=("mysql",)),
-                 f"{CONF}: bind {s.service_host}, skip-name-resolve"),
-            Step("run dir", lambda: ctx.ensure_dir("/run/mysqld", owner="mysql"), "/run/mysqld owned by mysql"),
-            Step("start", lambda: ctx.start(daemon), "start mariadbd and wait until it answers a ping"),
+            ctx.files_step("config", f"{CONF}: bind {s.service_host}, skip-name-resolve", lambda: [
+                ctx.template("mysql/99-minstack.cnf.j2", CONF, restarts=("mysql",))]),
+            ctx.files_step("run dir", "/run/mysqld owned by mysql", lambda: [
+                ctx.directory("/run/mysqld", owner="mysql")]),
+            ctx.start_step(daemon, "start mariadbd and wait until it answers a ping", name="start"),
             Step("root password", lambda: mysql.ensure_root_password(s.database_password),
                  "root@'%' with DATABASE_PASSWORD, for the services",
                  check=lambda: mysql.service_login_works(s.service_host, s.database_password)),
         ]
 
 
-PHASE = MySQL(name="mysql", requires=("packages",), services=("mysql",), debs=("mysql",),
+PHASE = MySQL(name="mysql", requires=("packages",), debs=("mysql",),
               keep_running_on_unstack=True)

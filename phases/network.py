@@ -3,7 +3,7 @@
 - ``private`` / ``private-subnet``: a Geneve network (neutron's default project
   network type here) over FIXED_RANGE, DHCP on: OVN answers DHCP itself.
 - ``public`` / ``public-subnet``: an external flat network on physical network
-  ``public``, which ovn-controller maps to minstack's own bridge br-ex
+  ``public``, which ovn-controller maps to minstack's own bridge (catalogue.EXTERNAL_BRIDGE)
   (phases/ovn.py; the host side is phases/hostnet.py), over FLOATING_RANGE with
   PUBLIC_NETWORK_GATEWAY as its gateway and no DHCP.
 - ``router1`` (demo project): gateway on ``public`` with SNAT, an interface on
@@ -14,17 +14,19 @@ and nothing is renumbered: a range that changed is an error that says what to do
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from minstack import identity
+from minstack.catalogue import DEMO, EXTERNAL_BRIDGE, PHYSICAL_NETWORK
 from minstack.errors import MinstackError
 from minstack.phase import Phase, Step
 
-PROJECT = "demo"
-NETWORK = "private"
-SUBNET = "private-subnet"
-PUBLIC = "public"
-PUBLIC_SUBNET = "public-subnet"
-PHYSICAL_NETWORK = "public"  # ovn-bridge-mappings public:br-ex (phases/ovn.py)
-ROUTER = "router1"
+PROJECT = DEMO.project
+NETWORK = DEMO.network
+SUBNET = DEMO.subnet
+PUBLIC = DEMO.public_network
+PUBLIC_SUBNET = DEMO.public_subnet
+ROUTER = DEMO.router
 
 
 def demo_project(conn):
@@ -124,37 +126,50 @@ def router(conn, project):
                     f"routers named {ROUTER} in project {PROJECT}")
 
 
-def router_is_there(settings) -> bool:
-    """router1 has its gateway on public and an interface on private-subnet."""
+@dataclass
+class RouterSeen:
+    """What the router probe found, and what it lacks (nothing: router1 is as wanted)."""
+
+    conn: object
+    project: object
+    public: object
+    router: object
+    subnet: object
+    lacks: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.lacks)
+
+
+def observe_router(settings) -> RouterSeen:
+    """router1, its gateway on public and its interface on private-subnet: what is missing."""
     conn = identity.admin_connection(settings)
     project = demo_project(conn)
-    found = router(conn, project)
     public = public_network(conn)
     network = private_network(conn, project)
     subnet = network and private_subnet(conn, project, network)
-    if not (found and public and subnet):
-        return False
-    gateway = (found.external_gateway_info or {}).get("network_id") == public.id
-    interfaces = conn.network.ports(device_id=found.id, device_owner="network:router_interface")
-    return gateway and any(ip["subnet_id"] == subnet.id for port in interfaces for ip in port.fixed_ips)
-
-
-def ensure_router(ctx) -> None:
-    s = ctx.settings
-    conn = identity.admin_connection(s)
-    project = demo_project(conn)
-    public = public_network(conn)
     found = router(conn, project)
+    lacks = []
     if found is None:
-        found = conn.network.create_router(name=ROUTER, project_id=project.id,
-                                           external_gateway_info={"network_id": public.id, "enable_snat": True})
+        lacks += ["router", "gateway", "interface"]
+    else:
+        if (found.external_gateway_info or {}).get("network_id") != (public and public.id):
+            lacks.append("gateway")
+        interfaces = conn.network.ports(device_id=found.id, device_owner="network:router_interface")
+        if not (subnet and any(ip["subnet_id"] == subnet.id for port in interfaces for ip in port.fixed_ips)):
+            lacks.append("interface")
+    return RouterSeen(conn, project, public, found, subnet, lacks)
+
+
+def ensure_router(ctx, seen: RouterSeen) -> None:
+    conn, found, gateway = seen.conn, seen.router, {"network_id": seen.public.id, "enable_snat": True}
+    if "router" in seen.lacks:
+        found = conn.network.create_router(name=ROUTER, project_id=seen.project.id, external_gateway_info=gateway)
         ctx.log.info("created router %s (%s)", ROUTER, found.id)
-    elif (found.external_gateway_info or {}).get("network_id") != public.id:
-        conn.network.update_router(found, external_gateway_info={"network_id": public.id, "enable_snat": True})
-    subnet = private_subnet(conn, project, private_network(conn, project))
-    interfaces = conn.network.ports(device_id=found.id, device_owner="network:router_interface")
-    if not any(ip["subnet_id"] == subnet.id for port in interfaces for ip in port.fixed_ips):
-        conn.network.add_interface_to_router(found, subnet_id=subnet.id)
+    elif "gateway" in seen.lacks:
+        conn.network.update_router(found, external_gateway_info=gateway)
+    if "interface" in seen.lacks:
+        conn.network.add_interface_to_router(found, subnet_id=seen.subnet.id)
         ctx.log.info("router %s: interface on %s", ROUTER, SUBNET)
 
 
@@ -166,16 +181,16 @@ class Network(Phase):
                  f"network {NETWORK}, subnet {SUBNET} {s.fixed_range} with DHCP, in project {PROJECT}",
                  check=lambda: network_is_there(s)),
             Step("public network", lambda: ensure_public_network(ctx),
-                 f"external flat network {PUBLIC} on br-ex, subnet {s.floating_range} gateway "
+                 f"external flat network {PUBLIC} on {EXTERNAL_BRIDGE}, subnet {s.floating_range} gateway "
                  f"{s.public_network_gateway}", check=lambda: public_is_there(s)),
-            Step("router", lambda: ensure_router(ctx), f"{ROUTER}: gateway on {PUBLIC} with SNAT, interface on "
-                                                       f"{SUBNET}", check=lambda: router_is_there(s)),
+            Step("router", lambda seen: ensure_router(ctx, seen), f"{ROUTER}: gateway on {PUBLIC} with SNAT, "
+                 f"interface on {SUBNET}", observe=lambda: observe_router(s)),
         ]
 
     def summary(self, settings):
         return [("networks", f"{NETWORK} {settings.fixed_range} (project {PROJECT}) -- {ROUTER} -- "
                              f"{PUBLIC} {settings.floating_range} (gateway {settings.public_network_gateway} "
-                             "on br-ex)")]
+                             f"on {EXTERNAL_BRIDGE})")]
 
 
 PHASE = Network(name="network", requires=("neutron", "accounts"), services=("q-svc",))

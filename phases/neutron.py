@@ -23,36 +23,22 @@ from pathlib import Path
 
 import psutil
 
+from minstack import catalogue, identity, rootwrap
+from minstack.apiservice import ApiService
 from minstack.derived_secrets import metadata_secret
-from minstack import identity, mysql, rootwrap, uwsgi
 from minstack.errors import MinstackError
-from minstack.phase import Phase, Step
+from minstack.phase import Step
 from minstack.supervisor import Daemon
+from minstack.versions import installed_version
 
-ETC = Path("/etc/neutron")
-CONF = ETC / "neutron.conf"
-ML2_CONF = ETC / "plugins" / "ml2" / "ml2_conf.ini"  # the relative path neutron.wsgi.api looks for
-AGENT_CONF = ETC / "neutron_ovn_agent.ini"
-PASTE = ETC / "api-paste.ini"
-UWSGI_INI = ETC / "neutron-api-uwsgi.ini"
-PORT = 9696
-# The OVSDB listeners phases/ovn.py opens, on loopback only
-OVSDB_CONNECTION = "tcp:127.0.0.1:6640"
-NB_PORT = 6641
-NB_CONNECTION = f"tcp:127.0.0.1:{NB_PORT}"
-SB_CONNECTION = "tcp:127.0.0.1:6642"
+AGENT_CONF = Path("/etc/neutron/neutron_ovn_agent.ini")
+# NEUTRON_CONF and Q_ML2_CONF_FILE are where the catalogue (and the user's localrc) say.
 
 SERVER_DAEMONS = ("neutron-api", "neutron-periodic-workers", "neutron-ovn-maintenance-worker")
 AGENT_BINARY = "neutron-ovn-agent"
 # Agent types neutron reports for the chassis (a gateway chassis has "enable-chassis-as-gw")
 CONTROLLER_AGENT_TYPES = ("OVN Controller agent", "OVN Controller Gateway agent")
-
-
-
-
-
-def api_url(settings) -> str:
-    return f"http://{settings.service_host}:{PORT}/"
+OVN = dict(ovn_nb_connection=catalogue.NB_CONNECTION, ovn_sb_connection=catalogue.SB_CONNECTION)
 
 
 def state_path(settings) -> Path:
@@ -63,19 +49,23 @@ def lock_path(settings) -> Path:
     return state_path(settings) / "lock"
 
 
-class Neutron(Phase):
-    def daemons(self, ctx):
+class Neutron(ApiService):
+    project = "neutron"
+
+    def server_conf(self, settings) -> list[str]:
+        return ["--config-file", str(self.conf(settings, "NEUTRON_CONF")),
+                "--config-file", str(self.conf(settings, "Q_ML2_CONF_FILE"))]
+
+    def extra_daemons(self, ctx):
         s = ctx.settings
         bin_dir = s.venv / "bin"
-        server_conf = ["--config-file", str(CONF), "--config-file", str(ML2_CONF)]
         found = []
         if s.is_enabled("q-svc"):
-            found.append(uwsgi.daemon(ctx, "neutron-api", "q-svc", UWSGI_INI, api_url(s)))
             for name in SERVER_DAEMONS[1:]:
-                daemon = Daemon(name, [str(bin_dir / name), *server_conf], user=s.stack_user, service="q-svc",
-                                ready_timeout=s.service_timeout)
+                daemon = Daemon(name, [str(bin_dir / name), *self.server_conf(s)], user=s.stack_user,
+                                service="q-svc", ready_timeout=s.service_timeout)
                 # the maintenance worker's mechanism driver connects to the Northbound DB
-                daemon.ready = worker_ready(ctx, daemon, NB_PORT if "ovn" in name else None)
+                daemon.ready = worker_ready(ctx, daemon, catalogue.NB_PORT if "ovn" in name else None)
                 found.append(daemon)
         if s.is_enabled("q-ovn-agent"):
             found.append(Daemon(AGENT_BINARY, [str(bin_dir / AGENT_BINARY), "--config-file", str(AGENT_CONF)],
@@ -83,90 +73,56 @@ class Neutron(Phase):
                                 ready=agent_probe(s)))
         return found
 
-    def steps(self, ctx):
+    def before_config(self, ctx):
         s = ctx.settings
-        daemons = {d.name: d for d in self.daemons(ctx)}
-        server = s.is_enabled("q-svc")
         group = s.stack_user
-        manage = [str(s.venv / "bin" / "neutron-db-manage"), "--config-file", str(CONF),
-                  "--config-file", str(ML2_CONF)]
-        ovn = dict(ovn_nb_connection=NB_CONNECTION, ovn_sb_connection=SB_CONNECTION)
+        return [ctx.files_step("directories", f"{self.etc} (root:{group} 0750), {state_path(s)}", lambda: [
+            ctx.directory(self.etc, owner="root", group=group, mode=0o750),
+            ctx.directory(self.conf(s, "Q_ML2_CONF_FILE").parent, owner="root", group=group, mode=0o750),
+            ctx.directory(state_path(s), owner=group), ctx.directory(lock_path(s), owner=group)])]
 
-        def directories():
-            ctx.ensure_dir(ETC, owner="root", group=group, mode=0o750)
-            ctx.ensure_dir(ML2_CONF.parent, owner="root", group=group, mode=0o750)
-            ctx.ensure_dir(state_path(s), owner=group)
-            ctx.ensure_dir(lock_path(s), owner=group)
-
-        def write_config():
-            private = dict(owner="root", group=group, mode=0o640)  # passwords inside
-            restarts = tuple(name for name in SERVER_DAEMONS if name in daemons)
+    def configure(self, ctx):
+        s = ctx.settings
+        private = self.private(s)  # passwords inside
+        conf = self.conf(s, "NEUTRON_CONF")
+        restarts = tuple(name for name in SERVER_DAEMONS if s.is_enabled("q-svc"))
+        return [
             # oslo.service's paste loader finds api-paste.ini next to neutron.conf
-            if ctx.write_file(PASTE, (s.venv / "etc" / "neutron" / "api-paste.ini").read_bytes(), **private):
-                ctx.restart.add("neutron-api")
-            ctx.render("neutron/neutron.conf.j2", CONF, restarts=restarts, **private,
-                       state_path=state_path(s), lock_path=lock_path(s))
-            ctx.render("neutron/ml2_conf.ini.j2", ML2_CONF, restarts=restarts, **private, **ovn)
-            ctx.render("neutron/neutron_ovn_agent.ini.j2", AGENT_CONF, restarts=(AGENT_BINARY,), **private,
-                       rootwrap_conf=rootwrap.conf_path("neutron"), state_path=state_path(s),
-                       lock_path=lock_path(s), metadata_secret=metadata_secret(s),
-                       ovsdb_connection=OVSDB_CONNECTION, **ovn)
-
-        def install_rootwrap():
-            if rootwrap.install(ctx, "neutron"):
-                ctx.restart.add(AGENT_BINARY)
-
-        def account():
-            identity.ensure_service_account(s, identity.admin_connection(s), "neutron", "neutron", "network",
-                                            "Neutron Networking Service", api_url(s))
-
-        steps = [
-            Step("directories", directories, f"{ETC} (root:{group} 0750), {state_path(s)}"),
-            Step("config", write_config, f"{CONF}, {ML2_CONF}, {AGENT_CONF} from files/templates/neutron/"),
+            ctx.copy(s.venv / "etc" / "neutron" / "api-paste.ini", conf.parent / "api-paste.ini", **private,
+                     restarts=("neutron-api",)),
+            ctx.template("neutron/neutron.conf.j2", conf, restarts=restarts, **private,
+                         state_path=state_path(s), lock_path=lock_path(s)),
+            ctx.template("neutron/ml2_conf.ini.j2", self.conf(s, "Q_ML2_CONF_FILE"), restarts=restarts,
+                         **private, **OVN),
+            ctx.template("neutron/neutron_ovn_agent.ini.j2", AGENT_CONF, restarts=(AGENT_BINARY,), **private,
+                         rootwrap_conf=rootwrap.conf_path("neutron"), state_path=state_path(s),
+                         lock_path=lock_path(s), metadata_secret=metadata_secret(s),
+                         ovsdb_connection=catalogue.OVSDB_CONNECTION, **OVN),
         ]
-        if s.is_enabled("q-ovn-agent"):
-            steps.append(Step("rootwrap", install_rootwrap,
-                              "/etc/neutron/rootwrap.conf and rootwrap.d: the agent's root commands"))
-        if server:
-            steps += [
-                Step("database", lambda: mysql.create_database("neutron"), "create database neutron",
-                     check=lambda: mysql.database_exists("neutron")),
-                Step("db upgrade", lambda: ctx.sh.run(manage + ["upgrade", "heads"], user=group),
-                     "neutron-db-manage upgrade heads", once_key=self.version(ctx)),
-                Step("keystone", account, f"user neutron, service network, endpoints {api_url(s)}"),
-                Step("uwsgi config", lambda: uwsgi.write_config(
-                    ctx, "neutron-api", "neutron.wsgi.api", PORT, UWSGI_INI,
-                    env={"OS_NEUTRON_CONFIG_DIR": str(ETC)}), f"{UWSGI_INI}: neutron.wsgi.api"),
-            ]
-            steps += [Step(f"start {name}", lambda name=name: ctx.start(daemons[name]), describe)
-                      for name, describe in (
-                          ("neutron-api", f"uWSGI serving Neutron at {api_url(s)}"),
-                          ("neutron-periodic-workers", "the plugins' periodic tasks"),
-                          ("neutron-ovn-maintenance-worker", "OVN Northbound consistency checks"))]
-        if s.is_enabled("q-ovn-agent"):
-            steps.append(Step(f"start {AGENT_BINARY}", lambda: ctx.start(daemons[AGENT_BINARY]),
-                              "the metadata proxy of this chassis; ready when Neutron lists it alive"))
-        if server and s.is_enabled("ovn-controller"):
-            steps.append(Step("chassis agent", lambda: wait_for_controller_agent(s),
-                              "Neutron lists this host's ovn-controller as an alive agent",
-                              check=lambda: agent_alive(identity.admin_connection(s),
-                                                        agent_types=CONTROLLER_AGENT_TYPES)))
-        return steps
 
-    @staticmethod
-    def version(ctx) -> str:
-        from importlib.metadata import PathDistribution
-        dists = list((ctx.settings.venv / "lib").glob("python3*/site-packages/neutron-*.dist-info"))
-        return PathDistribution(dists[0]).version if dists else "unknown"
+    def after_config(self, ctx):
+        if not ctx.settings.is_enabled("q-ovn-agent"):
+            return []
+        return [rootwrap.step(ctx, "neutron", (AGENT_BINARY,), "the agent's root commands")]
 
-    def summary(self, settings):
-        return [("Neutron", api_url(settings))] if settings.is_enabled("q-svc") else []
+    def db_steps(self, ctx):
+        s = ctx.settings
+        manage = [str(s.venv / "bin" / "neutron-db-manage"), *self.server_conf(s), "upgrade", "heads"]
+        return [Step("db upgrade", lambda: ctx.sh.run(manage, user=s.stack_user), "neutron-db-manage upgrade heads",
+                     once_key=installed_version(s.venv, "neutron"))]
+
+    def after_start(self, ctx):
+        s = ctx.settings
+        if not (s.is_enabled("q-svc") and s.is_enabled("ovn-controller")):
+            return []
+        return [Step("chassis agent", lambda: wait_for_controller_agent(s),
+                     "Neutron lists this host's ovn-controller as an alive agent",
+                     check=lambda: agent_alive(identity.admin_connection(s), agent_types=CONTROLLER_AGENT_TYPES))]
 
     def clean(self, ctx):
-        s = ctx.settings
         stop_metadata_proxies(ctx)
-        ctx.drop_databases("neutron")
-        ctx.remove_trees(ETC, state_path(s))
+        super().clean(ctx)
+        ctx.remove_trees(state_path(ctx.settings))
 
 
 # ---- probes and helpers ---------------------------------------------------------------------------
@@ -232,5 +188,4 @@ def stop_metadata_proxies(ctx) -> None:
             ctx.sh.run(["ip", "netns", "delete", name])
 
 
-PHASE = Neutron(name="neutron", requires=("keystone", "rabbit", "ovn", "sudoers"),
-                services=("q-svc", "q-ovn-agent"), debs=("neutron",))
+PHASE = Neutron(name="neutron", requires=("keystone", "rabbit", "ovn", "sudoers"), debs=("neutron",))

@@ -16,30 +16,26 @@ from the libvirt phase's probe (minstack/virt.py): qemu here, where KVM is broke
 from __future__ import annotations
 
 import datetime
+import grp
+import pwd
 import socket
 import time
 from pathlib import Path
 
+from minstack import catalogue, identity, mysql, rootwrap, templates, virt
+from minstack.apiservice import ApiService
+from minstack.catalogue import DEMO
+from minstack.context import Wanted
 from minstack.derived_secrets import metadata_secret
-from minstack import identity, mysql, rootwrap, uwsgi, virt
 from minstack.errors import MinstackError
-from minstack.versions import installed_version
-from minstack.phase import Phase, Step
+from minstack.phase import Step
 from minstack.probes import http_ok
 from minstack.supervisor import Daemon
-from minstack.templates import PORTS
 
-ETC = Path("/etc/nova")
-CONF = ETC / "nova.conf"
-# nova-compute's own: nova.conf without the database sections (DevStack's $NOVA_CPU_CONF)
-CPU_CONF = ETC / "nova-cpu.conf"
-PASTE = ETC / "api-paste.ini"
-API_UWSGI_INI = ETC / "nova-api-uwsgi.ini"
-METADATA_UWSGI_INI = ETC / "nova-metadata-uwsgi.ini"
-DATABASES = ("nova_api", "nova_cell0", "nova_cell1")
+# NOVA_CONF (/etc/nova/nova.conf) and NOVA_CPU_CONF (nova-compute's own: nova.conf without the
+# database sections) are where the catalogue and the user's localrc say.
+PASTE = "api-paste.ini"
 NOVNC_WEB = Path("/usr/share/novnc")
-# The local Open_vSwitch database os-vif plugs guests' ports into (phases/ovn.py opens it on loopback).
-OVSDB_CONNECTION = "tcp:127.0.0.1:6640"
 # nova exits 20 s after SIGTERM ([DEFAULT] graceful_shutdown_timeout in nova.conf.j2); room before SIGKILL.
 STOP_TIMEOUT = 45.0
 
@@ -50,8 +46,8 @@ FLAVORS = {
     "m1.medium": ("3", 4096, 40, 2),
     "m1.large": ("4", 8192, 80, 4),
     "m1.xlarge": ("5", 16384, 160, 8),
-    "cirros256": ("c1", 256, 1, 1),
-    "ds512M": ("d1", 512, 5, 1),
+    DEMO.flavor: ("c1", 256, 1, 1),          # cirros256: what the test instance boots in
+    DEMO.flavor_alt: ("d1", 512, 5, 1),      # ds512M
     "ds1G": ("d2", 1024, 10, 1),
     "ds2G": ("d3", 2048, 10, 2),
     "ds4G": ("d4", 4096, 20, 4),
@@ -63,8 +59,8 @@ SERVICE_DAEMONS = {"n-cond": "nova-conductor", "n-sch": "nova-scheduler", "n-cpu
                    "n-novnc": "nova-novncproxy"}
 
 
-def compute_url(settings) -> str:
-    return f"http://{settings.service_host}:{PORTS['nova']}/v2.1"
+def novnc_url(settings) -> str:
+    return f"http://{settings.service_host}:{catalogue.ports()['novnc']}/vnc_lite.html"
 
 
 def host_name() -> str:
@@ -127,92 +123,98 @@ def reports_state(binary: str):
     return ready
 
 
-class Nova(Phase):
-    def daemons(self, ctx):
+class Nova(ApiService):
+    project = "nova"
+
+    def extra_daemons(self, ctx):
         s = ctx.settings
         found = []
-        if s.is_enabled("n-api"):
-            found.append(uwsgi.daemon(ctx, "nova-api", "n-api", API_UWSGI_INI,
-                                      f"http://{s.service_host}:{PORTS['nova']}/"))
-        if s.is_enabled("n-api-meta"):
-            found.append(uwsgi.daemon(ctx, "nova-metadata", "n-api-meta", METADATA_UWSGI_INI,
-                                      f"http://{s.service_host}:{PORTS['metadata']}/"))
         for service, name in SERVICE_DAEMONS.items():
             if not s.is_enabled(service):
                 continue
             if name == "nova-novncproxy":
-                ready = lambda: http_ok(f"http://{s.service_host}:{PORTS['novnc']}/vnc_lite.html")  # noqa: E731
+                ready = lambda: http_ok(novnc_url(s))  # noqa: E731
             else:
                 ready = reports_state(name)
-            conf = CPU_CONF if name == "nova-compute" else CONF
+            conf = self.conf(s, "NOVA_CPU_CONF" if name == "nova-compute" else "NOVA_CONF")
             found.append(Daemon(name, [str(s.venv / "bin" / name), "--config-file", str(conf)], user=s.stack_user,
                                 service=service, ready=ready, ready_timeout=s.service_timeout,
                                 stop_timeout=STOP_TIMEOUT))
         return found
 
-    def steps(self, ctx):
+    def needs_database(self, settings) -> bool:
+        return True  # every nova service but nova-compute uses it; a phase without them is a compute node
+
+    def before_config(self, ctx):
         s = ctx.settings
-        daemons = {d.name: d for d in self.daemons(ctx)}
         data = s.data_dir / "nova"
         instances = data / "instances"
-        manage = [str(s.venv / "bin" / "nova-manage"), "--config-file", str(CONF)]
-        version = installed_version(s.venv, "nova")
-        url = compute_url(s)
 
-        def state_dirs():
-            ctx.ensure_dir(data, owner=s.stack_user, mode=0o755)
-            ctx.ensure_dir(instances, owner=s.stack_user, mode=0o755)
-            ctx.ensure_dir(data / "locks", owner=s.stack_user, mode=0o750)
+        def wanted():
+            dirs = [ctx.directory(data, owner=s.stack_user), ctx.directory(instances, owner=s.stack_user),
+                    ctx.directory(data / "locks", owner=s.stack_user, mode=0o750)]
             # qemu runs as libvirt-qemu: it must be able to walk down to the instance disks
             for parent in instances.parents:
-                if parent.stat().st_mode & 0o001 == 0:
-                    ctx.log.info("%s: adding o+x so qemu (libvirt-qemu) can reach %s", parent, instances)
-                    parent.chmod(parent.stat().st_mode | 0o001)
+                if parent.exists() and parent.stat().st_mode & 0o001 == 0:
+                    st = parent.stat()
+                    dirs.append(Wanted(parent, None, (st.st_mode & 0o7777) | 0o001,
+                                       pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name))
+            return dirs
 
-        def write_config():
-            ctx.ensure_dir(ETC, owner="root", group=s.stack_user, mode=0o750)
-            paste = (s.venv / "etc" / "nova" / PASTE.name).read_bytes()
-            if ctx.write_file(PASTE, paste, owner="root", group=s.stack_user, mode=0o640):
-                ctx.restart.update(name for name in ("nova-api", "nova-metadata") if name in daemons)
-            # the libvirt phase probed and recorded it; a host without n-cpu runs no guests
-            kind = virt.virt_type(s, ctx.log) if s.is_enabled("n-cpu") else "qemu"
-            values = dict(conf_dir=ETC, rootwrap_conf=rootwrap.conf_path("nova"), state_path=data,
-                          lock_path=data / "locks", virt_type=kind, cpu_mode=cpu_mode(kind), cpu_models=[],
-                          novnc_web=NOVNC_WEB, metadata_secret=metadata_secret(s),
-                          ovsdb_connection=OVSDB_CONNECTION)
-            secret_file = dict(owner="root", group=s.stack_user, mode=0o640)
-            ctx.render("nova/nova.conf.j2", CONF, **secret_file, compute_only=False, **values,
-                       restarts=tuple(name for name in daemons if name != "nova-compute"))
-            if "nova-compute" in daemons:
-                ctx.render("nova/nova.conf.j2", CPU_CONF, **secret_file, compute_only=True, **values,
-                           restarts=("nova-compute",))
+        return [ctx.files_step("state dirs", f"{instances} and {data}/locks owned by {s.stack_user}, "
+                                             "every parent o+x (qemu runs as libvirt-qemu)", wanted)]
 
-        def install_rootwrap():
-            if rootwrap.install(ctx, "nova") and "nova-compute" in daemons:
-                ctx.restart.add("nova-compute")
+    def configure(self, ctx):
+        s = ctx.settings
+        daemons = {d.name for d in self.daemons(ctx)}
+        data = s.data_dir / "nova"
+        # the libvirt phase probed and recorded it; a host without n-cpu runs no guests
+        kind = virt.virt_type(s, ctx.log) if s.is_enabled("n-cpu") else "qemu"
+        values = dict(conf_dir=self.etc, rootwrap_conf=rootwrap.conf_path("nova"), state_path=data,
+                      lock_path=data / "locks", virt_type=kind, cpu_mode=cpu_mode(kind), cpu_models=[],
+                      novnc_web=NOVNC_WEB, metadata_secret=metadata_secret(s),
+                      ovsdb_connection=catalogue.OVSDB_CONNECTION)
+        files = [ctx.directory(self.etc, owner="root", group=s.stack_user, mode=0o750),
+                 ctx.copy(s.venv / "etc" / "nova" / PASTE, self.etc / PASTE, **self.private(s),
+                          restarts=tuple(daemons & {"nova-api", "nova-metadata"})),
+                 ctx.template("nova/nova.conf.j2", self.conf(s, "NOVA_CONF"), **self.private(s), compute_only=False,
+                              **values, restarts=tuple(daemons - {"nova-compute"}))]
+        if "nova-compute" in daemons:
+            files.append(ctx.template("nova/nova.conf.j2", self.conf(s, "NOVA_CPU_CONF"), **self.private(s),
+                                      compute_only=True, **values, restarts=("nova-compute",)))
+        return files
 
-        def databases():
-            for name in DATABASES:
-                mysql.create_database(name)
+    def after_config(self, ctx):
+        compute = ("nova-compute",) if ctx.settings.is_enabled("n-cpu") else ()
+        return [rootwrap.step(ctx, "nova", compute, "nova-compute's privileged commands")]
+
+    def db_steps(self, ctx):
+        s = ctx.settings
+        conf = self.conf(s)
 
         def map_cell0():
             # Without --database_connection nova-manage derives cell0's URL from [database]
             # connection plus "_cell0": pointing that at "nova" (through the environment, so the
             # password stays off the command line) yields nova_cell0.
-            from minstack.templates import common_context
-            main_db = common_context(s)["db_url"]("nova").replace("$", "$$")  # oslo.config interpolates $
-            ctx.sh.run(manage + ["cell_v2", "map_cell0"], user=s.stack_user,
-                       env={"OS_DATABASE__CONNECTION": main_db})
+            main_db = templates.common_context(s)["db_url"]("nova").replace("$", "$$")  # oslo.config: $
+            ctx.sh.run([str(s.venv / "bin" / "nova-manage"), "--config-file", str(conf), "cell_v2", "map_cell0"],
+                       user=s.stack_user, env={"OS_DATABASE__CONNECTION": main_db})
 
-        def create_cell1():
-            ctx.sh.run(manage + ["cell_v2", "create_cell", "--name", "cell1", "--verbose"], user=s.stack_user)
+        create_cell1 = self.sync(ctx, "create cell1", "cell_v2", "create_cell", "--name", "cell1", "--verbose")
+        return [
+            self.sync(ctx, "api_db sync", "api_db", "sync"),
+            Step("map cell0", map_cell0, "nova-manage cell_v2 map_cell0 (database nova_cell0)",
+                 check=lambda: "cell0" in cell_names()),
+            self.sync(ctx, "db sync", "db", "sync",
+                      describe="nova-manage db sync (nova_cell1, and nova_cell0 through its mapping)"),
+            Step(create_cell1.name, create_cell1.action, create_cell1.describe, check=lambda: "cell1" in cell_names()),
+            self.sync(ctx, "online data migrations", "db", "online_data_migrations"),
+        ]
 
-        def account():
-            identity.ensure_service_account(s, identity.admin_connection(s), "nova", "nova", "compute",
-                                            "Nova Compute Service", url)
-
-        def flavors():
-            ensure_flavors(identity.admin_connection(s), ctx.log)
+    def after_start(self, ctx):
+        s = ctx.settings
+        daemons = {d.name for d in self.daemons(ctx)}
+        steps = []
 
         def discover_hosts():
             # discover_hosts maps the compute nodes it finds; nova-compute makes its node (and the
@@ -221,55 +223,25 @@ class Nova(Phase):
             wait_until(s, f"nova-compute on {host} is up and its resource provider is in placement",
                        lambda conn: compute_service_up(conn, host) and resource_provider(conn, host) is not None,
                        ctx.log)
-            ctx.sh.run(manage + ["cell_v2", "discover_hosts", "--verbose"], user=s.stack_user)
+            ctx.sh.run([str(s.venv / "bin" / "nova-manage"), "--config-file", str(self.conf(s)),
+                        "cell_v2", "discover_hosts", "--verbose"], user=s.stack_user)
             wait_until(s, f"the hypervisor {host} is listed", lambda conn: hypervisor(conn, host) is not None,
                        ctx.log)
 
-        steps = [
-            Step("state dirs", state_dirs, f"{instances} and {data}/locks owned by {s.stack_user}, "
-                                           "every parent o+x (qemu runs as libvirt-qemu)"),
-            Step("config", write_config, f"{PASTE} from the wheel; {CONF} and {CPU_CONF.name} (nova-compute's, "
-                                         "no databases) from nova/nova.conf.j2 (+ local.conf post-config)"),
-            Step("rootwrap", install_rootwrap, "/etc/nova/rootwrap.conf and rootwrap.d from the wheel"),
-            Step("databases", databases, f"create databases {', '.join(DATABASES)}",
-                 check=lambda: all(mysql.database_exists(name) for name in DATABASES)),
-            Step("api_db sync", lambda: ctx.sh.run(manage + ["api_db", "sync"], user=s.stack_user),
-                 "nova-manage api_db sync", once_key=version),
-            Step("map cell0", map_cell0, "nova-manage cell_v2 map_cell0 (database nova_cell0)",
-                 check=lambda: "cell0" in cell_names()),
-            Step("db sync", lambda: ctx.sh.run(manage + ["db", "sync"], user=s.stack_user),
-                 "nova-manage db sync (nova_cell1, and nova_cell0 through its mapping)", once_key=version),
-            Step("create cell1", create_cell1, "nova-manage cell_v2 create_cell --name cell1",
-                 check=lambda: "cell1" in cell_names()),
-            Step("online data migrations",
-                 lambda: ctx.sh.run(manage + ["db", "online_data_migrations"], user=s.stack_user),
-                 "nova-manage db online_data_migrations", once_key=version),
-            Step("keystone account", account, f"user nova, service nova (compute), endpoints {url}"),
-        ]
         if "nova-api" in daemons:
-            steps.append(Step("api uwsgi config", lambda: uwsgi.write_config(
-                ctx, "nova-api", "nova.wsgi.osapi_compute", PORTS["nova"], API_UWSGI_INI,
-                env={"OS_NOVA_CONFIG_DIR": str(ETC)}), f"{API_UWSGI_INI}: nova.wsgi.osapi_compute"))
-        if "nova-metadata" in daemons:
-            steps.append(Step("metadata uwsgi config", lambda: uwsgi.write_config(
-                ctx, "nova-metadata", "nova.wsgi.metadata", PORTS["metadata"], METADATA_UWSGI_INI,
-                env={"OS_NOVA_CONFIG_DIR": str(ETC)}), f"{METADATA_UWSGI_INI}: nova.wsgi.metadata"))
-        for daemon in daemons.values():
-            steps.append(Step(f"start {daemon.name}", lambda d=daemon: ctx.start(d),
-                              f"start {daemon.name} and wait until it answers"))
-        if "nova-api" in daemons:
-            steps.append(Step("flavors", flavors, f"DevStack's flavors: {', '.join(FLAVORS)}",
-                              check=lambda: not missing_flavors(identity.admin_connection(s))))
-        if "nova-compute" in daemons and "nova-api" in daemons:
+            steps.append(Step("flavors", lambda missing: ensure_flavors(identity.admin_connection(s), missing, ctx.log),
+                              f"DevStack's flavors: {', '.join(FLAVORS)}",
+                              observe=lambda: missing_flavors(identity.admin_connection(s))))
+        if {"nova-compute", "nova-api"} <= daemons:
             steps.append(Step("discover hosts", discover_hosts,
                               f"once nova-compute on {host_name()} registered: nova-manage cell_v2 discover_hosts",
                               check=lambda: host_mapped(host_name())))
         return steps
 
     def summary(self, settings):
-        rows = [("Nova", compute_url(settings))]
+        rows = super().summary(settings)
         if settings.is_enabled("n-novnc"):
-            rows.append(("noVNC", f"http://{settings.service_host}:{PORTS['novnc']}/vnc_lite.html"))
+            rows.append(("noVNC", novnc_url(settings)))
         return rows
 
     def stop(self, ctx):
@@ -278,8 +250,8 @@ class Nova(Phase):
     def clean(self, ctx):
         destroy_instances(ctx)
         remove_vif_taps(ctx)
-        ctx.drop_databases(*DATABASES)
-        ctx.remove_trees(ETC, ctx.settings.data_dir / "nova")  # nova.conf, nova-cpu.conf, state, instances
+        super().clean(ctx)  # databases, /etc/nova
+        ctx.remove_trees(ctx.settings.data_dir / "nova")  # state, instances
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
@@ -289,9 +261,9 @@ def missing_flavors(conn) -> list[str]:
     return [name for name in FLAVORS if name not in have]
 
 
-def ensure_flavors(conn, log) -> None:
+def ensure_flavors(conn, missing: list[str], log) -> None:
     """Create the DevStack flavors that do not exist (by name), with their id and hw_rng:allowed."""
-    for name in missing_flavors(conn):
+    for name in missing:
         flavor_id, ram, disk, vcpus = FLAVORS[name]
         flavor = conn.compute.create_flavor(name=name, id=flavor_id, ram=ram, disk=disk, vcpus=vcpus,
                                             is_public=True)
@@ -363,5 +335,4 @@ def destroy_instances(ctx) -> None:
 # neutron (when q-svc is enabled) before nova: nova-compute boots no server without a network endpoint.
 # A requirement that is not enabled drops out of the ordering.
 PHASE = Nova(name="nova", requires=("keystone", "accounts", "mysql", "rabbit", "venv", "placement", "glance",
-                                    "libvirt", "neutron", "sudoers"),
-             services=("n-api", "n-cond", "n-sch", "n-cpu", "n-novnc", "n-api-meta"), debs=("nova",))
+                                    "libvirt", "neutron", "sudoers"), debs=("nova",))

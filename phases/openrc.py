@@ -5,17 +5,11 @@ import os
 from pathlib import Path
 
 from minstack import identity
-from minstack.paths import REPO
+from minstack.paths import REPO, repo_owner
 from minstack.phase import Phase, Step
 
 OPENRC = REPO / "openrc"
 CLOUDS_YAML = Path("/etc/openstack/clouds.yaml")
-
-
-def repo_owner() -> str:
-    """openrc belongs to whoever cloned minstack (they source it), not to root."""
-    import pwd
-    return pwd.getpwuid(REPO.stat().st_uid).pw_name
 
 
 class OpenRC(Phase):

@@ -9,9 +9,10 @@ ovs-vswitchd reads it.
 
 Listeners, all on 127.0.0.1 only (no authentication on them; the services run
 as the stack user and cannot use root's unix sockets):
-  6640  the local Open_vSwitch DB (neutron's OVN agent, os-vif in nova-compute)
-  6641  OVN Northbound (neutron-server)
-  6642  OVN Southbound (neutron, ovn-controller)
+  OVSDB_PORT  the local Open_vSwitch DB (neutron's OVN agent, os-vif in nova-compute)
+  NB_PORT     OVN Northbound (neutron-server)
+  SB_PORT     OVN Southbound (neutron, ovn-controller)
+(the ports and names other phases share are in minstack/catalogue.py)
 
 Without the openvswitch kernel module (this CI host) every bridge uses the
 userspace datapath (``netdev``), and ``userspace-tso-enable`` must be set
@@ -25,6 +26,8 @@ import socket
 import uuid
 from pathlib import Path
 
+from minstack.catalogue import (EXTERNAL_BRIDGE, INTEGRATION_BRIDGE, NB_CONNECTION, NB_PORT, OVSDB_PORT,
+                                PHYSICAL_NETWORK, SB_CONNECTION, SB_PORT)
 from minstack.errors import MinstackError
 from minstack.phase import Phase, Step
 from minstack.probes import tcp_open
@@ -39,13 +42,6 @@ OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 SYSTEM_ID_FILE = Path("/etc/openvswitch/system-id.conf")  # where ovs-ctl keeps it too
 OVS_SOCK = OVS_RUN / "db.sock"
 
-OVSDB_PORT, NB_PORT, SB_PORT = 6640, 6641, 6642
-NB_CONNECTION = f"tcp:127.0.0.1:{NB_PORT}"
-SB_CONNECTION = f"tcp:127.0.0.1:{SB_PORT}"
-
-INTEGRATION_BRIDGE = "br-int"
-EXTERNAL_BRIDGE = "br-ex"
-PHYSICAL_NETWORK = "public"   # neutron's flat provider network, ml2_conf.ini [ml2_type_flat]
 
 # The server side drops a client that misses its echo for this long; ovsdb-server's
 # default (5 s) disconnects a busy neutron-server on a 2-core host (DevStack sets 60 s too).
@@ -382,5 +378,4 @@ def chassis_registered(ctx) -> bool:
     return bool(out and out.strip())
 
 
-PHASE = Ovn(name="ovn", requires=("packages", "prereqs"),
-            services=("ovsdb-server", "ovs-vswitchd", "ovn-northd", "ovn-controller"), debs=("ovn",))
+PHASE = Ovn(name="ovn", requires=("packages", "prereqs"), debs=("ovn",))

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pika
 
+from minstack.catalogue import ports
 from minstack.errors import MinstackError
 from minstack.phase import Phase, Step
 from minstack.supervisor import Daemon
+
+PORT = ports()["rabbit"]
 
 ENV_CONF = "/etc/rabbitmq/rabbitmq-env.conf"
 USER = "stackrabbit"
@@ -14,7 +17,7 @@ CTL = "/usr/sbin/rabbitmqctl"
 
 def amqp_login_works(host: str, password: str) -> bool:
     """Open and close a real AMQP connection: the only proof that clients can use the broker."""
-    params = pika.ConnectionParameters(host=host, port=5672, virtual_host="/",
+    params = pika.ConnectionParameters(host=host, port=PORT, virtual_host="/",
                                        credentials=pika.PlainCredentials(USER, password),
                                        connection_attempts=1, socket_timeout=5, blocked_connection_timeout=5)
     try:
@@ -50,19 +53,20 @@ class Rabbit(Phase):
 
         def prove_login():
             if not amqp_login_works(s.service_host, s.rabbit_password):
-                raise MinstackError(f"AMQP login as {USER} to {s.service_host}:5672 failed; "
+                raise MinstackError(f"AMQP login as {USER} to {s.service_host}:{PORT} failed; "
                                     "see $LOGDIR/rabbitmq.log")
 
         return [
-            Step("config", lambda: ctx.render("rabbit/rabbitmq-env.conf.j2", ENV_CONF, restarts=("rabbitmq",)),
-                 f"{ENV_CONF}: listen on {s.service_host}:5672"),
-            Step("start epmd", lambda: ctx.start(epmd), "Erlang's port mapper, on loopback"),
-            Step("start", lambda: ctx.start(server), "start RabbitMQ and wait for await_startup"),
+            ctx.files_step("config", f"{ENV_CONF}: listen on {s.service_host}:{PORT}", lambda: [
+                ctx.template("rabbit/rabbitmq-env.conf.j2", ENV_CONF, restarts=("rabbitmq",))]),
+            ctx.start_step(epmd, "Erlang's port mapper, on loopback"),
+            ctx.start_step(server, "start RabbitMQ and wait for await_startup", name="start"),
             Step("user", ensure_user, f"user {USER} with RABBIT_PASSWORD on vhost /",
                  check=lambda: amqp_login_works(s.service_host, s.rabbit_password)),
-            Step("amqp login", prove_login, "prove a client can log in over AMQP"),
+            Step("amqp login", prove_login, "prove a client can log in over AMQP",
+                 check=lambda: amqp_login_works(s.service_host, s.rabbit_password)),
         ]
 
 
-PHASE = Rabbit(name="rabbit", requires=("packages", "prereqs"), services=("rabbit",), debs=("rabbit",),
+PHASE = Rabbit(name="rabbit", requires=("packages", "prereqs"), debs=("rabbit",),
                keep_running_on_unstack=True)

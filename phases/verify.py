@@ -12,15 +12,16 @@ import json
 import time
 
 from minstack import identity, images
+from minstack.catalogue import DEMO
 from minstack.ssh import ssh_command
 from minstack.errors import MinstackError
 from minstack.phase import Phase, Step
 
 SERVER = "minstack-verify"
-FLAVOR = "cirros256"
-NETWORK = "private"
-PUBLIC = "public"
-KEYPAIR = "minstack"
+FLAVOR = DEMO.flavor
+NETWORK = DEMO.network
+PUBLIC = DEMO.public_network
+KEYPAIR = DEMO.keypair
 
 
 def result_file(settings):

@@ -2,7 +2,6 @@
 drops privileges, / redirects to the dashboard."""
 from __future__ import annotations
 
-import importlib.util
 import socket
 import sys
 import types
@@ -12,11 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from minstack import templates
-from minstack.paths import PHASES
+from minstack.pipeline import phase_module
 
-spec = importlib.util.spec_from_file_location("unit_phases.horizon", PHASES / "horizon.py")
-horizon = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(horizon)
+horizon = phase_module("horizon")
 
 
 def fake_settings(**overrides):

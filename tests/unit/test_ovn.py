@@ -1,18 +1,10 @@
 """The pure logic of phases/ovn.py, neutron.py and network.py (no root, no OVS, no cloud)."""
-import importlib.util
 from types import SimpleNamespace
 
 import pytest
 
 from minstack import masking
-from minstack.paths import PHASES
-
-
-def phase_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"unit_phases.{name}", PHASES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from minstack.pipeline import phase_module
 
 
 ovn = phase_module("ovn")

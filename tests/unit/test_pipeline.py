@@ -6,7 +6,7 @@ import time
 import pytest
 
 from minstack.phase import Phase, Step
-from minstack.pipeline import Pipeline, PipelineError, Reporter, select, step_skip_reason, waves
+from minstack.pipeline import Pipeline, PipelineError, Reporter, look, select, waves
 from minstack.state import State
 
 
@@ -114,16 +114,48 @@ def test_fail_phase_on_purpose(tmp_path):
     assert "MINSTACK_DEBUG_FAIL_PHASE=b" in str(result.failed.error)
 
 
-def test_step_skip_reason(tmp_path):
+def test_a_step_looks_once_and_skips_when_nothing_differs(tmp_path):
     state = State(tmp_path / "s.json")
-    assert step_skip_reason(Step("x", print, check=lambda: True), state, "p") == "already so"
-    assert step_skip_reason(Step("x", print, check=lambda: False), state, "p") is None
-    assert step_skip_reason(Step("x", print, once_key="v1"), state, "p") is None
+    assert look(Step("x", print, check=lambda: True), state, "p").skip == "already so"
+    assert look(Step("x", print, check=lambda: False), state, "p").skip is None
+    assert look(Step("x", print, once_key="v1"), state, "p").skip is None
     state.record_step("p", "x", "v1")
-    assert step_skip_reason(Step("x", print, once_key="v1"), state, "p") == "done before"
+    assert look(Step("x", print, once_key="v1"), state, "p").skip == "done before"
     # new inputs (another lock file, another version): runs again
-    assert step_skip_reason(Step("x", print, once_key="v2"), state, "p") is None
-    assert step_skip_reason(Step("x", print), state, "p") is None
+    assert look(Step("x", print, once_key="v2"), state, "p").skip is None
+    assert look(Step("x", print), state, "p").skip is None
+    assert look(Step("x", print, observe=lambda: []), state, "p").skip == "already so"
+    seen = look(Step("x", print, observe=lambda: ["router1 has no interface"]), state, "p")
+    assert seen.skip is None and seen.observation == ["router1 has no interface"]
+
+
+def test_the_action_gets_what_the_probe_saw_and_the_probe_runs_once(tmp_path):
+    probes, acted = [], []
+
+    class Observing(Phase):
+        def steps(self, ctx):
+            def observe():
+                probes.append(1)
+                return {"missing": "tcp 22"}
+            return [Step("rules", acted.append, observe=observe)]
+
+    result = Pipeline([Observing(name="a")], lambda p: Ctx(p.name), State(tmp_path / "s.json"), Reporter()).run()
+    assert result.failed is None
+    assert probes == [1] and acted == [{"missing": "tcp 22"}]
+
+
+def test_a_step_takes_one_kind_of_probe():
+    with pytest.raises(ValueError):
+        Step("x", print, check=lambda: True, once_key="v1")
+
+
+def test_fail_before_one_step_on_purpose(tmp_path):
+    journal = []
+    result, _ = run([make("a"), make("b", ("a",))], tmp_path, journal, fail_phase="b/two")
+    assert result.failed.name == "b"
+    assert "before step two" in str(result.failed.error)
+    started = [(e[1], e[2]) for e in journal if e[0] == "start"]
+    assert ("b", "one") in started and ("b", "two") not in started
 
 
 def test_at_most_two_phases_at_once(tmp_path):

@@ -232,7 +232,7 @@ BAD_SETTINGS = [
                                            "'ftp://example.com/x.img' that is not an http://, https:// "
                                            "or file:// URL"),
     ("IMAGE_URLS=cirros.img", "IMAGE_URLS=cirros.img has an entry 'cirros.img' that is not"),
-    ("MINSTACK_DEBUG_FAIL_PHASE='two words'", "MINSTACK_DEBUG_FAIL_PHASE='two words' is not a phase name"),
+    ("MINSTACK_DEBUG_FAIL_PHASE='two words'", "MINSTACK_DEBUG_FAIL_PHASE='two words' is not a phase name (or PHASE/STEP)"),
     ("enable_service n-cpus", "unknown service 'n-cpus'; did you mean 'n-cpu'?"),
     ("enable_service kye", "unknown service 'kye'; did you mean 'key'?"),
     ("ENABLED_SERVICES+=,rabit", "unknown service 'rabit'; did you mean 'rabbit'?"),
@@ -323,7 +323,7 @@ def test_fail_phase_may_come_from_the_environment(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_settings(None, HOST, environ={"MINSTACK_DEBUG_FAIL_PHASE": "two words"})
     assert str(caught.value) == ("localrc: MINSTACK_DEBUG_FAIL_PHASE='two words' (from the environment) "
-                                 "is not a phase name")
+                                 "is not a phase name (or PHASE/STEP)")
 
 
 # ---- warnings ------------------------------------------------------------------------------

@@ -3,18 +3,15 @@ local.conf's [[test-config|$TEMPEST_CONFIG]] merged last (no cloud needed: the l
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import textwrap
 from pathlib import Path
 
 from minstack import templates
-from minstack.paths import PHASES
+from minstack.pipeline import phase_module
 from minstack.settings import load_settings
 from test_settings import HOST
 
-spec = importlib.util.spec_from_file_location("unit_phases.tempest", PHASES / "tempest.py")
-tempest = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tempest)
+tempest = phase_module("tempest")
 
 LOOKUPS = dict(workspace=Path("/opt/stack/tempest"), image_ref="img-1", image_ref_alt="img-1",
                image_ssh_user="cirros", img_file=Path("/opt/stack/data/tempest/images/t.qcow2"),
