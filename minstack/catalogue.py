@@ -257,6 +257,22 @@ def config_file_defaults() -> dict[str, str]:
     return {key: path for p in PROJECTS for key, path in p.config_files.items()}
 
 
+def fixed_file_names() -> dict[str, tuple[str, str]]:
+    """*_CONF keys whose file name a WSGI module hard-codes -> (that name, the module).
+
+    Such a file may move to another directory (the module is told the directory) but
+    not be renamed: glance.wsgi.api reads <dir>/glance-api.conf, placement.wsgi.api
+    <dir>/placement.conf, and nothing else.
+    """
+    fixed = {}
+    for p in PROJECTS:
+        for found in p.apis:
+            if found.config_env and not found.files_env and p.config_files:
+                key, default = next(iter(p.config_files.items()))
+                fixed[key] = (default.rsplit("/", 1)[-1], found.module)
+    return fixed
+
+
 def url(settings, daemon: str) -> str:
     """The URL of an API on this stack, as its Keystone endpoints carry it."""
     found = api(daemon)

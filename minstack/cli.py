@@ -136,7 +136,7 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                                 to_file=False)
     console.print(f"[bold]minstack plan[/] for {settings.source or 'the defaults'} "
                   f"(services: {', '.join(sorted(settings.enabled_services))})")
-    would_run = total = 0
+    would_run = total = checks = 0
     for number, wave in enumerate(waves(phases), 1):
         names = ", ".join(p.name for p in wave)
         console.print(f"\n[bold]wave {number}[/] ({'in parallel: ' if len(wave) > 1 else ''}{names})")
@@ -145,6 +145,10 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                           + (f"  [dim]requires {', '.join(phase.requires)}[/]" if phase.requires else ""))
             ctx = make(phase)
             for step in phase.steps(ctx):
+                if step.checks_only:
+                    console.print(f"    {'[cyan]check[/] (every run)':<30} {step.name}: {step.describe}")
+                    checks += 1
+                    continue
                 try:
                     reason = look(step, state, phase.name).skip
                 except Exception:  # a probe that cannot run yet (tool not installed): it would run
@@ -154,7 +158,9 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                 total += 1
                 would_run += reason is None
     console.print(f"\n{total} steps: {would_run} would run, {total - would_run} already done"
-                  + ("; nothing to do" if not would_run else ""))
+                  + ("; nothing to do" if not would_run else "")
+                  + (f" ({checks} check{'s' if checks != 1 else ''} that only look{'s' if checks == 1 else ''} "
+                     "run every time)" if checks else ""))
 
 
 def load_or_report(console, config: str | None, warn: bool = True) -> Settings | None:

@@ -25,7 +25,8 @@ ways, borrowed from cloud-init's module frequencies:
   work whose result can't be probed cheaply (a pip install, a db sync).
 
 Because every step can say whether it would act, ``./stack.py plan`` on a
-stacked host reports that nothing is left to do.
+stacked host reports that nothing is left to do (``checks_only`` steps, which
+only look, are listed apart).
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class Step:
     check: Callable[[], bool] | None = None       # True: already so
     once_key: str | None = None
     observe: Callable[[], object] | None = None   # what differs; falsy: nothing to do
+    # a check that runs on every run by design and changes nothing (verify's ping + SSH):
+    # the plan lists it apart from the steps that would change the host
+    checks_only: bool = False
 
     def __post_init__(self):
         if sum(x is not None for x in (self.check, self.once_key, self.observe)) > 1:

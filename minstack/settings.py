@@ -423,6 +423,7 @@ class _Loader:
             self._resolve(spec)
         self._check_ranges()
         self._check_local_addresses()
+        self._check_config_files()
         enabled = self._services()
         post_config = self._post_config()
         self.errors.sort(key=self._reading_order)
@@ -593,6 +594,14 @@ class _Loader:
             file, line = self._where("HOST_IP")
             self.warnings.append(Problem(file, line, f"{self._subject('HOST_IP')} is a loopback address; "
                                                      "instances will not reach the APIs"))
+
+    def _check_config_files(self) -> None:
+        """A *_CONF may point anywhere, but some WSGI modules read only their own file name."""
+        for key, (name, module) in catalogue.fixed_file_names().items():
+            path = self.value.get(key)
+            if path is not None and self._is_written(key) and path.name != name:
+                self._error(key, f"{self._subject(key)}: {module} reads only a file named {name}; "
+                                 f"keep that name (any directory works), e.g. {key}={path.parent / name}")
 
     # -- services --
     def _services(self) -> frozenset[str]:

@@ -34,7 +34,7 @@ from minstack import templates
 from minstack.phase import Phase, Step
 from minstack.probes import http_status
 from minstack.supervisor import Daemon
-from minstack.templates import PORTS
+from minstack.catalogue import ports
 from minstack.versions import installed_version
 
 ETC = Path("/etc/openstack-dashboard")
@@ -48,7 +48,7 @@ WEBROOT = "/dashboard/"
 
 
 def horizon_url(settings) -> str:
-    port = PORTS["horizon"]
+    port = ports()["horizon"]
     return f"http://{settings.service_host}{'' if port == 80 else f':{port}'}{WEBROOT.rstrip('/')}"
 
 
@@ -111,24 +111,26 @@ class Horizon(Phase):
                     and key_file.read_text() == assets_key)
 
         def dirs():
-            ctx.ensure_dir(ETC, owner="root", group=s.stack_user, mode=0o750)
-            ctx.ensure_dir(LOCAL, owner="root", group=s.stack_user, mode=0o750)
-            ctx.ensure_dir(data, owner=s.stack_user, mode=0o755)
-            ctx.ensure_dir(static, owner=s.stack_user, mode=0o755)
+            return [ctx.directory(ETC, owner="root", group=s.stack_user, mode=0o750),
+                    ctx.directory(LOCAL, owner="root", group=s.stack_user, mode=0o750),
+                    ctx.directory(data, owner=s.stack_user, mode=0o755),
+                    ctx.directory(static, owner=s.stack_user, mode=0o755)]
 
         def secret_key():
             alphabet = string.ascii_letters + string.digits
             key = "".join(secrets.choice(alphabet) for _ in range(64))
             ctx.write_file(SECRET_KEY_FILE, key, owner=s.stack_user, mode=0o600)
 
-        def write_config():
-            ctx.write_file(LOCAL / "__init__.py",
-                           "# Written by minstack: makes local_settings.py importable as local.local_settings.\n",
-                           owner="root", group=s.stack_user, mode=0o640)
-            ctx.render("horizon/local_settings.py.j2", LOCAL_SETTINGS, owner="root", group=s.stack_user,
-                       mode=0o640, restarts=(DAEMON,), **local_settings_vars(s))
-            ctx.render("horizon/root_redirect.py.j2", ROOT_REDIRECT, owner="root", group=s.stack_user,
-                       mode=0o640, restarts=(DAEMON,), webroot=WEBROOT)
+        def config():
+            private = dict(owner="root", group=s.stack_user, mode=0o640)
+            return [
+                ctx.copy_of(LOCAL / "__init__.py",
+                            "# Written by minstack: makes local_settings.py importable as local.local_settings.\n",
+                            **private),
+                ctx.template("horizon/local_settings.py.j2", LOCAL_SETTINGS, **private, restarts=(DAEMON,),
+                             **local_settings_vars(s)),
+                ctx.template("horizon/root_redirect.py.j2", ROOT_REDIRECT, **private, restarts=(DAEMON,),
+                             webroot=WEBROOT)]
 
         def assets():
             env = manage_env(s)
@@ -138,19 +140,21 @@ class Horizon(Phase):
             ctx.restart.add(DAEMON)  # a running Horizon keeps the old compress manifest
 
         def uwsgi_config():
-            ctx.render("horizon/horizon-uwsgi.ini.j2", UWSGI_INI, owner="root", group=s.stack_user, mode=0o640,
-                       restarts=(DAEMON,), bind=f"{s.service_host}:{PORTS['horizon']}", conf_dir=ETC,
-                       data_dir=data, static_root=static, processes=s.api_workers, threads=4)
+            return [ctx.template("horizon/horizon-uwsgi.ini.j2", UWSGI_INI, owner="root", group=s.stack_user,
+                                 mode=0o640, restarts=(DAEMON,), bind=f"{s.service_host}:{ports()['horizon']}",
+                                 conf_dir=ETC, data_dir=data, static_root=static, processes=s.api_workers,
+                                 threads=4)]
 
         return [
-            Step("dirs", dirs, f"{ETC}, {LOCAL} (root:{s.stack_user}); {static} ({s.stack_user})"),
+            ctx.files_step("dirs", f"{ETC}, {LOCAL} (root:{s.stack_user}); {static} ({s.stack_user})", dirs),
             Step("secret key", secret_key, f"{SECRET_KEY_FILE}: 64 random characters, {s.stack_user} 0600",
                  check=SECRET_KEY_FILE.exists),
-            Step("config", write_config, f"{LOCAL_SETTINGS} from horizon/local_settings.py.j2; {ROOT_REDIRECT}"),
+            ctx.files_step("config", f"{LOCAL_SETTINGS} from horizon/local_settings.py.j2; {ROOT_REDIRECT}",
+                           config),
             Step("static files", assets, f"collectstatic and compress into {static} ({assets_key.strip()})",
                  check=assets_current),
-            Step("uwsgi config", uwsgi_config, f"{UWSGI_INI}: openstack_dashboard.wsgi at {WEBROOT}"),
-            Step("start", lambda: ctx.start(daemon), f"uWSGI serving Horizon at {horizon_url(s)}"),
+            ctx.files_step("uwsgi config", f"{UWSGI_INI}: openstack_dashboard.wsgi at {WEBROOT}", uwsgi_config),
+            ctx.start_step(daemon, f"uWSGI serving Horizon at {horizon_url(s)}", name="start"),
         ]
 
     def summary(self, settings):

@@ -43,36 +43,45 @@ class HostNet(Phase):
         cidr = gateway_cidr(s)
         forward_saved = s.state_dir / "ip_forward.before"
 
-        def add_gateway():
-            for other in bridge_addresses(ctx):  # a gateway from an earlier FLOATING_RANGE
+        def addresses_differ():
+            """The bridge's addresses (a list, so an empty one still says 'act') when not just the gateway."""
+            found = bridge_addresses(ctx)
+            return None if found == [cidr] else [found]
+
+        def add_gateway(seen):
+            [found] = seen
+            for other in found:  # a gateway from an earlier FLOATING_RANGE
                 if other != cidr:
                     ctx.sh.run(["ip", "addr", "del", other, "dev", BRIDGE])
-            ctx.sh.run(["ip", "addr", "add", cidr, "dev", BRIDGE])
+            if cidr not in found:
+                ctx.sh.run(["ip", "addr", "add", cidr, "dev", BRIDGE])
 
         def enable_forwarding():
             if not forward_saved.exists():  # remember the host's own value, for --clean
                 ctx.write_file(forward_saved, FORWARD.read_text(), mode=0o600)
             FORWARD.write_text("1\n")
 
-        def nat():
+        def nat_differs() -> str | None:
+            """The ruleset wanted, when the file or the loaded table is not it."""
             text = templates.render("hostnet/minstack.nft.j2", s, bridge=BRIDGE)
+            loaded = ctx.sh.run(["nft", "list", "table", "ip", "minstack"], check=False, quiet=True)
+            same = loaded.ok and str(s.floating_range) in loaded.stdout and NFT_FILE.exists() and \
+                NFT_FILE.read_text() == text
+            return None if same else text
+
+        def nat(text: str):
             ctx.write_file(NFT_FILE, text, mode=0o644)
             ctx.sh.run(["nft", "-f", NFT_FILE])
 
-        def nat_loaded() -> bool:
-            loaded = ctx.sh.run(["nft", "list", "table", "ip", "minstack"], check=False, quiet=True)
-            return loaded.ok and str(s.floating_range) in loaded.stdout and NFT_FILE.exists() and \
-                NFT_FILE.read_text() == templates.render("hostnet/minstack.nft.j2", s, bridge=BRIDGE)
-
         return [
             Step("gateway address", add_gateway, f"{cidr} on {BRIDGE} (minstack's own bridge)",
-                 check=lambda: bridge_addresses(ctx) == [cidr]),
+                 observe=addresses_differ),
             Step("bridge up", lambda: ctx.sh.run(["ip", "link", "set", BRIDGE, "up"]), f"{BRIDGE} up",
                  check=lambda: bridge_up(ctx)),
             Step("forwarding", enable_forwarding, "net.ipv4.ip_forward=1 (instances reach out through the host)",
                  check=lambda: FORWARD.read_text().strip() == "1"),
             Step("nat", nat, f"nftables table 'ip minstack': masquerade {s.floating_range} leaving the host",
-                 check=nat_loaded),
+                 observe=nat_differs),
         ]
 
     def clean(self, ctx):

@@ -126,15 +126,15 @@ class Libvirt(Phase):
                               f"systemctl enable --now {' '.join(SYSTEMD_UNITS)}",
                               check=lambda: ctx.sh.ok([VIRSH, "-c", URI, "version"])))
         else:
-            steps.append(Step("config", lambda: ctx.render("libvirt/libvirtd.conf.j2", LIBVIRTD_CONF,
-                                                           restarts=("libvirtd",)),
-                              f"{LIBVIRTD_CONF}: group libvirt may use the read-write socket (no polkit)"))
-            for daemon in self.daemons(ctx):
-                steps.append(Step(f"start {daemon.name}", lambda d=daemon: ctx.start(d),
-                                  f"{daemon.name} in the foreground, supervised by minstack"))
-        steps.append(Step("stack can connect", lambda: ctx.sh.run([VIRSH, "-c", URI, "version"],
-                                                                   user=s.stack_user),
-                          f"{s.stack_user} reaches {URI} through the libvirt group"))
+            steps.append(ctx.files_step(
+                "config", f"{LIBVIRTD_CONF}: group libvirt may use the read-write socket (no polkit)",
+                lambda: [ctx.template("libvirt/libvirtd.conf.j2", LIBVIRTD_CONF, restarts=("libvirtd",))]))
+            steps += [ctx.start_step(daemon, f"{daemon.name} in the foreground, supervised by minstack")
+                      for daemon in self.daemons(ctx)]
+        connect = [VIRSH, "-c", URI, "version"]
+        steps.append(Step("stack can connect", lambda: ctx.sh.run(connect, user=s.stack_user),
+                          f"{s.stack_user} reaches {URI} through the libvirt group",
+                          check=lambda: ctx.sh.ok(connect, user=s.stack_user)))
         return steps
 
     def clean(self, ctx):

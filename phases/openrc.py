@@ -6,7 +6,7 @@ from pathlib import Path
 
 from minstack import identity
 from minstack.paths import REPO, repo_owner
-from minstack.phase import Phase, Step
+from minstack.phase import Phase
 
 OPENRC = REPO / "openrc"
 CLOUDS_YAML = Path("/etc/openstack/clouds.yaml")
@@ -17,12 +17,12 @@ class OpenRC(Phase):
         s = ctx.settings
         region = identity.REGION
         return [
-            Step("openrc", lambda: ctx.render("openrc/openrc.j2", OPENRC, mode=0o600, owner=repo_owner(),
-                                              region=region),
-                 f"{OPENRC} (0600): source openrc [user] [project]"),
-            Step("clouds.yaml", lambda: ctx.render("openrc/clouds.yaml.j2", CLOUDS_YAML, mode=0o640,
-                                                   owner="root", group=s.stack_user, region=region),
-                 f"{CLOUDS_YAML} (0640 root:{s.stack_user}): devstack, devstack-admin, devstack-alt, …"),
+            ctx.files_step("openrc", f"{OPENRC} (0600): source openrc [user] [project]", lambda: [
+                ctx.template("openrc/openrc.j2", OPENRC, mode=0o600, owner=repo_owner(), region=region)]),
+            ctx.files_step("clouds.yaml", f"{CLOUDS_YAML} (0640 root:{s.stack_user}): devstack, devstack-admin, "
+                                          "devstack-alt, …", lambda: [
+                ctx.template("openrc/clouds.yaml.j2", CLOUDS_YAML, mode=0o640, owner="root", group=s.stack_user,
+                             region=region)]),
         ]
 
     def summary(self, settings):

@@ -29,6 +29,7 @@ from pathlib import Path
 from minstack.catalogue import (EXTERNAL_BRIDGE, INTEGRATION_BRIDGE, NB_CONNECTION, NB_PORT, OVSDB_PORT,
                                 PHYSICAL_NETWORK, SB_CONNECTION, SB_PORT)
 from minstack.errors import MinstackError
+from minstack.shell import CommandFailed
 from minstack.phase import Phase, Step
 from minstack.probes import tcp_open
 from minstack.supervisor import Daemon
@@ -162,20 +163,18 @@ class Ovn(Phase):
         daemons = {d.name: d for d in self.daemons(ctx)}
         datapath = detect_datapath(ctx)
 
-        def directories():
-            for path in (OVS_RUN, OVN_RUN, OVN_DB_DIR):  # /var/run is a tmpfs: made again after a reboot
-                ctx.ensure_dir(path)
-
-        steps = [Step("directories", directories, f"{OVS_RUN}, {OVN_RUN}, {OVN_DB_DIR}")]
+        # /var/run is a tmpfs: made again after a reboot
+        steps = [ctx.files_step("directories", f"{OVS_RUN}, {OVN_RUN}, {OVN_DB_DIR}", lambda: [
+            ctx.directory(path) for path in (OVS_RUN, OVN_RUN, OVN_DB_DIR)])]
         if "ovsdb-server" in daemons:
             steps += [
                 Step("ovs database", lambda: ensure_db(ctx, OVS_DB, OVS_SCHEMA, daemons["ovsdb-server"]),
                      f"create or upgrade {OVS_DB}", check=lambda: db_current(ctx, OVS_DB, OVS_SCHEMA)),
-                Step("start ovsdb-server", lambda: ctx.start(daemons["ovsdb-server"]),
-                     f"the local OVS database, also on 127.0.0.1:{OVSDB_PORT}"),
-                Step("chassis identity", lambda: configure_ovs(ctx, datapath),
+                ctx.start_step(daemons["ovsdb-server"], f"the local OVS database, also on 127.0.0.1:{OVSDB_PORT}"),
+                Step("chassis identity", lambda changes: configure_ovs(ctx, changes),
                      f"system-id, hostname, ovn-remote, geneve on {s.service_host}, datapath {datapath}, "
-                     f"bridge mapping {PHYSICAL_NETWORK}:{EXTERNAL_BRIDGE}, userspace TSO"),
+                     f"bridge mapping {PHYSICAL_NETWORK}:{EXTERNAL_BRIDGE}, userspace TSO",
+                     observe=lambda: ovs_config_changes(ctx, datapath)),
             ]
         if "ovs-vswitchd" in daemons:
             if datapath == "system":
@@ -183,8 +182,7 @@ class Ovn(Phase):
                                   "modprobe openvswitch (the kernel datapath)",
                                   check=lambda: Path("/sys/module/openvswitch").exists()))
             steps += [
-                Step("start ovs-vswitchd", lambda: ctx.start(daemons["ovs-vswitchd"]),
-                     f"the switch ({datapath} datapath)"),
+                ctx.start_step(daemons["ovs-vswitchd"], f"the switch ({datapath} datapath)"),
                 Step(EXTERNAL_BRIDGE, lambda: ensure_bridge(ctx, EXTERNAL_BRIDGE, datapath),
                      f"{EXTERNAL_BRIDGE} ({datapath}) for the public network: no address, no route yet",
                      check=lambda: bridge_datapath(ctx, EXTERNAL_BRIDGE) == datapath),
@@ -195,19 +193,17 @@ class Ovn(Phase):
                     Step(f"{db.kind} database", lambda db=db: ensure_db(ctx, db.file, db.schema,
                                                                          daemons[db.daemon_name]),
                          f"create or upgrade {db.file}", check=lambda db=db: db_current(ctx, db.file, db.schema)),
-                    Step(f"start {db.daemon_name}", lambda db=db: ctx.start(daemons[db.daemon_name]),
-                         f"ovsdb-server for {db.schema_name}"),
+                    ctx.start_step(daemons[db.daemon_name], f"ovsdb-server for {db.schema_name}"),
                     Step(f"{db.kind} listens", lambda db=db: listen(ctx, db),
                          f"{db.schema_name} on 127.0.0.1:{db.port}, inactivity probe {INACTIVITY_PROBE_MS} ms",
                          check=lambda db=db: listening(ctx, db)),
                 ]
         if "ovn-northd" in daemons:
-            steps.append(Step("start ovn-northd", lambda: ctx.start(daemons["ovn-northd"]),
-                              "translates the Northbound DB into logical flows"))
+            steps.append(ctx.start_step(daemons["ovn-northd"], "translates the Northbound DB into logical flows"))
         if "ovn-controller" in daemons:
             steps += [
-                Step("start ovn-controller", lambda: ctx.start(daemons["ovn-controller"]),
-                     f"registers this host as an OVN chassis and creates {INTEGRATION_BRIDGE}"),
+                ctx.start_step(daemons["ovn-controller"],
+                               f"registers this host as an OVN chassis and creates {INTEGRATION_BRIDGE}"),
                 # ovn-controller only sets the type on a bridge it creates: fix one left from before
                 Step(f"{INTEGRATION_BRIDGE} datapath",
                      lambda: vsctl(ctx, "set", "Bridge", INTEGRATION_BRIDGE, f"datapath_type={datapath}"),
@@ -294,23 +290,28 @@ def open_vswitch_maps(ctx) -> dict[str, dict[str, str]]:
     return {column: parse_ovsdb_map(row[column]) for column in ("external_ids", "other_config")}
 
 
-def configure_ovs(ctx, datapath: str) -> None:
-    """Write what ovn-controller and ovs-vswitchd read; only the keys that differ."""
+def ovs_config_changes(ctx, datapath: str) -> dict[str, dict[str, str]]:
+    """What ovn-controller and ovs-vswitchd read that differs from the wanted values: {column: changes}."""
     s = ctx.settings
-    vsctl(ctx, "init", wait=False)  # the Open_vSwitch row, on a new database
-    current = open_vswitch_maps(ctx)
+    try:
+        current = open_vswitch_maps(ctx)
+    except CommandFailed:  # a new database has no Open_vSwitch row yet
+        current = {"external_ids": {}, "other_config": {}}
     wanted = {
         "external_ids": wanted_external_ids(system_id(ctx), socket.gethostname(), s.service_host, datapath),
         # ovs-vswitchd reads it only when it starts
         "other_config": {"userspace-tso-enable": "true"},
     }
-    args = []
-    for column, values in wanted.items():
-        args += ovs_set_args(column, map_changes(current[column], values))
-    if not args:
-        return
+    changes = {column: map_changes(current[column], values) for column, values in wanted.items()}
+    return {column: change for column, change in changes.items() if change}
+
+
+def configure_ovs(ctx, changes: dict[str, dict[str, str]]) -> None:
+    """Write the keys that differ (what ovs_config_changes found)."""
+    args = [arg for column, change in changes.items() for arg in ovs_set_args(column, change)]
+    vsctl(ctx, "init", wait=False)  # the Open_vSwitch row, on a new database (a no-op once it exists)
     vsctl(ctx, "set", "Open_vSwitch", ".", *args, wait=False)
-    if map_changes(current["other_config"], wanted["other_config"]):
+    if "other_config" in changes:
         ctx.restart.add("ovs-vswitchd")
 
 

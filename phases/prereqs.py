@@ -36,11 +36,9 @@ class Prereqs(Phase):
             ctx.sh.run(["useradd", "--system", "--user-group", "--create-home", "--home-dir", s.dest,
                         "--shell", "/bin/bash", "--comment", "minstack services", s.stack_user])
 
-        def make_dirs():
-            ctx.ensure_dir(s.dest, owner=s.stack_user)
-            ctx.ensure_dir(s.data_dir, owner=s.stack_user)
-            ctx.ensure_dir(s.logdir, owner=s.stack_user)
-            ctx.ensure_dir(s.state_dir, mode=0o700)
+        def dirs():
+            return [ctx.directory(s.dest, owner=s.stack_user), ctx.directory(s.data_dir, owner=s.stack_user),
+                    ctx.directory(s.logdir, owner=s.stack_user), ctx.directory(s.state_dir, mode=0o700)]
 
         def fix_hosts():
             # RabbitMQ (Erlang) refuses to start when the hostname does not resolve:
@@ -53,7 +51,7 @@ class Prereqs(Phase):
         return [
             Step("stack user", make_user, f"create the unprivileged user {s.stack_user}",
                  check=lambda: user_exists(s.stack_user)),
-            Step("directories", make_dirs, f"{s.dest}, {s.data_dir}, {s.logdir} owned by {s.stack_user}"),
+            ctx.files_step("directories", f"{s.dest}, {s.data_dir}, {s.logdir} owned by {s.stack_user}", dirs),
             Step("hostname", fix_hosts, "make the hostname resolve (RabbitMQ needs it)",
                  check=hostname_resolves),
         ]

@@ -203,28 +203,30 @@ class Tempest(Phase):
             ctx.sh.run([tempest, "init", "--config-dir", env_dir / "etc" / "tempest",
                         "--workspace-path", registry, "--name", "minstack", ws], **as_stack)
 
-        def copy_image():
-            """Scenario tests upload an image from [scenario] img_file: the one this stack boots."""
+        def image_missing():
+            """(connection, image, its copy) when the copy is not there whole."""
             conn = identity.admin_connection(s)
             image, _, _ = boot_images(conn, s)
             target = image_copy(s, image)
+            if target.exists() and target.stat().st_size == image.size:
+                return None
+            return conn, image, target
+
+        def copy_image(seen):
+            """Scenario tests upload an image from [scenario] img_file: the one this stack boots."""
+            conn, image, target = seen
             ctx.ensure_dir(target.parent, owner=s.stack_user)
             partial = target.with_name(target.name + ".part")
             conn.image.download_image(image, output=str(partial), stream=True)
             partial.replace(target)
             ctx.log.info("copied image %s (%d bytes) to %s", image.name, target.stat().st_size, target)
 
-        def image_copied() -> bool:
-            conn = identity.admin_connection(s)
-            image, _, _ = boot_images(conn, s)
-            target = image_copy(s, image)
-            return target.exists() and target.stat().st_size == image.size
-
-        def write_config():
+        def config():
+            wanted = [ctx.copy_of(conf, render_config(s, **lookups(ctx)), owner="root", group=s.stack_user,
+                                  mode=0o640)]
             if not conf.parent.exists():  # $TEMPEST_CONFIG elsewhere than the workspace
-                ctx.ensure_dir(conf.parent, owner=s.stack_user)
-            ctx.write_file(conf, render_config(s, **lookups(ctx)), owner="root", group=s.stack_user,
-                           mode=0o640)
+                wanted.insert(0, ctx.directory(conf.parent, owner=s.stack_user))
+            return wanted
 
         def install():
             ctx.sh.run([uv(), "pip", "install", "--python", python, "--compile-bytecode", "-r", lock], env=env)
@@ -243,12 +245,11 @@ class Tempest(Phase):
             Step("workspace", init_workspace, f"tempest init {ws}",
                  check=lambda: (ws / ".stestr.conf").exists() and registry.exists()),
             Step("image copy", copy_image, f"the test image's file under {state_dir(s) / 'images'} "
-                                           "([scenario] img_file)", check=image_copied),
-            Step("config", write_config, f"{conf} from tempest/tempest.conf.j2 (+ local.conf test-config)"),
-            Step("exclude list", lambda: ctx.render("tempest/exclude-list.txt.j2", exclude_list(s), owner="root",
-                                                    group=s.stack_user, mode=0o644,
-                                                    offline_image=offline_image(s)),
-                 f"{exclude_list(s)}: the smoke tests the test image cannot run, and why"),
+                                           "([scenario] img_file)", observe=image_missing),
+            ctx.files_step("config", f"{conf} from tempest/tempest.conf.j2 (+ local.conf test-config)", config),
+            ctx.files_step("exclude list", f"{exclude_list(s)}: the smoke tests the test image cannot run, and why",
+                           lambda: [ctx.template("tempest/exclude-list.txt.j2", exclude_list(s), owner="root",
+                                                 group=s.stack_user, mode=0o644, offline_image=offline_image(s))]),
         ]
 
     def summary(self, settings):

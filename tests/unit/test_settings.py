@@ -700,3 +700,21 @@ def test_nameservers_and_apt_hosts_parsing():
                "# deb http://commented.example/ x\ndeb file:/local ./\n"
     deb822 = "Types: deb\nURIs: http://deb.debian.org/debian http://security.debian.org/debian-security\n"
     assert apt_hosts([one_line, deb822]) == ["deb.debian.org", "m.example", "security.debian.org"]
+
+
+# ---- *_CONF: honoured, or refused where it cannot be ---------------------------------------------
+def test_a_moved_config_file_is_where_the_phases_write_it(tmp_path):
+    s = load(tmp_path, "[[local|localrc]]\nNOVA_CONF=/etc/nova/mine.conf\n"
+                       "[[post-config|$NOVA_CONF]]\n[DEFAULT]\ndebug = True\n")
+    assert s.config_files["NOVA_CONF"] == Path("/etc/nova/mine.conf")
+    assert [(e.target, e.key) for e in s.post_config] == [("/etc/nova/mine.conf", "debug")]
+
+
+def test_a_config_file_whose_name_a_wsgi_module_hard_codes_cannot_be_renamed(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "HOST_IP=192.168.1.10\nGLANCE_API_CONF=/etc/glance/mine.conf\n")
+    assert str(caught.value) == (f"{tmp_path / 'localrc'}:2: GLANCE_API_CONF=/etc/glance/mine.conf: glance.wsgi.api "
+                                 "reads only a file named glance-api.conf; keep that name (any directory works), "
+                                 "e.g. GLANCE_API_CONF=/etc/glance/glance-api.conf")
+    assert load(tmp_path, "PLACEMENT_CONF=/srv/placement/placement.conf\n").config_files["PLACEMENT_CONF"] == \
+        Path("/srv/placement/placement.conf")
