@@ -16,10 +16,10 @@ from minstack import identity
 
 SERVICES = {
     # project: (config dir, files in it, uWSGI ini, port, catalog name, catalog type)
-    "glance": ("/etc/glance", ["glance-api.conf", "glance-api-paste.ini", "glance-uwsgi.ini"],
-               "glance-uwsgi.ini", 9292, "glance", "image"),
-    "placement": ("/etc/placement", ["placement.conf", "placement-uwsgi.ini"],
-                  "placement-uwsgi.ini", 8778, "placement", "placement"),
+    "glance": ("/etc/glance", ["glance-api.conf", "glance-api-paste.ini", "glance-api-uwsgi.ini"],
+               "glance-api-uwsgi.ini", 9292, "glance", "image"),
+    "placement": ("/etc/placement", ["placement.conf", "placement-api-uwsgi.ini"],
+                  "placement-api-uwsgi.ini", 8778, "placement", "placement"),
 }
 PROJECTS = sorted(SERVICES)
 
@@ -44,9 +44,9 @@ def test_config_files_are_root_stack_0640(host, settings, project):
 
 
 def test_uwsgi_files_name_the_module_and_config_dir(host):
-    glance = host.file("/etc/glance/glance-uwsgi.ini").content_string
+    glance = host.file("/etc/glance/glance-api-uwsgi.ini").content_string
     assert "module = glance.wsgi.api" in glance and "env = OS_GLANCE_CONFIG_DIR=/etc/glance" in glance
-    placement = host.file("/etc/placement/placement-uwsgi.ini").content_string
+    placement = host.file("/etc/placement/placement-api-uwsgi.ini").content_string
     assert "module = placement.wsgi.api" in placement
     assert "env = OS_PLACEMENT_CONFIG_DIR=/etc/placement" in placement
 
