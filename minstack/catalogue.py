@@ -148,7 +148,7 @@ PROJECTS: tuple[Project, ...] = (
        databases=("neutron",),
        catalog=CatalogEntry("network", "neutron", "Neutron Networking Service", api="neutron-api"),
        apis=(Api("neutron-api", "q-svc", "neutron.wsgi.api", 9696, path="/",
-                 config_env="OS_NEUTRON_CONFIG_DIR"),),
+                 config_env="OS_NEUTRON_CONFIG_DIR", files_env="OS_NEUTRON_CONFIG_FILES"),),
        rootwrap=("q-ovn-agent",), tempest="neutron", tempest_service="q-svc",
        in_default=("q-svc", "q-ovn-agent")),
     _p(name="neutron-ovs-agents",
