@@ -101,3 +101,51 @@ def test_no_phase_copies_a_shared_fact(path):
     code = "\n".join(line.split("#")[0] for line in code.splitlines())
     found = [pattern for pattern in SHARED_LITERALS if re.search(pattern, code)]
     assert not found, f"{path.name} copies {found}: import it from minstack.catalogue"
+
+
+# ---- *_CONF is honoured: every command line and WSGI server names the file where the user put it ------
+def phase_context(tmp_path, text):
+    import logging
+
+    from minstack.context import Context
+    from minstack.state import State
+    from test_settings import load
+    settings = load(tmp_path, text)
+    return settings, lambda phase: Context(settings=settings, phase=phase.name, log=logging.getLogger("t"),
+                                           sh=None, supervisor=None, state=State(tmp_path / "state.json"),
+                                           log_path=tmp_path / "p.log")
+
+
+def test_a_moved_nova_conf_is_what_nova_reads(tmp_path):
+    settings, make = phase_context(tmp_path, "NOVA_CONF=/srv/nova/mine.conf\nNOVA_CPU_CONF=/srv/nova/cpu.conf\n")
+    nova = BY_NAME["nova"]
+    ctx = make(nova)
+    argv = {d.name: d.argv for d in nova.daemons(ctx)}
+    assert argv["nova-conductor"][-2:] == ["--config-file", "/srv/nova/mine.conf"]
+    assert argv["nova-compute"][-2:] == ["--config-file", "/srv/nova/cpu.conf"]
+    api = catalogue.api("nova-api")
+    ini = nova.uwsgi_config(ctx, api).content.decode()
+    assert "env = OS_NOVA_CONFIG_DIR=/srv/nova\n" in ini and "env = OS_NOVA_CONFIG_FILES=/srv/nova/mine.conf\n" in ini
+    sync = nova.sync(ctx, "db sync", "db", "sync")
+    assert sync.once_key is not None and "db sync" in sync.describe
+
+
+def test_a_moved_neutron_conf_and_ml2_file_are_what_neutron_reads(tmp_path):
+    settings, make = phase_context(tmp_path, "NEUTRON_CONF=/srv/neutron/n.conf\n"
+                                             "Q_ML2_CONF_FILE=/srv/neutron/ml2.ini\n")
+    neutron = BY_NAME["neutron"]
+    ctx = make(neutron)
+    workers = {d.name: d.argv for d in neutron.daemons(ctx)}["neutron-periodic-workers"]
+    assert workers[1:] == ["--config-file", "/srv/neutron/n.conf", "--config-file", "/srv/neutron/ml2.ini"]
+    ini = neutron.uwsgi_config(ctx, catalogue.api("neutron-api")).content.decode()
+    assert "env = OS_NEUTRON_CONFIG_FILES=/srv/neutron/n.conf;/srv/neutron/ml2.ini\n" in ini
+
+
+def test_api_services_take_their_urls_and_ports_from_the_catalogue(tmp_path):
+    settings, make = phase_context(tmp_path, "HOST_IP=192.168.1.10\n")
+    assert catalogue.url(settings, "nova-api") == "http://192.168.1.10:8774/v2.1"
+    assert catalogue.keystone_url(settings) == "http://192.168.1.10:5000"
+    glance = BY_NAME["glance"]
+    [daemon] = glance.daemons(make(glance))
+    assert daemon.name == "glance-api" and daemon.service == "g-api"
+    assert glance.summary(settings) == [("Glance", "http://192.168.1.10:9292")]
