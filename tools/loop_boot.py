@@ -58,13 +58,14 @@ def main() -> int:
     args = parser.parse_args()
 
     from minstack import identity, images
+    from minstack.catalogue import DEMO
     from minstack.cli import load_config
     settings = load_config(args.config)
-    conn = identity.user_connection(settings, "demo", "demo")
+    conn = identity.user_connection(settings, DEMO.project, DEMO.project)
     meta = images.uploaded(settings)[0]
     image = conn.image.find_image(meta["name"], ignore_missing=False)
-    flavor = conn.compute.find_flavor("cirros256", ignore_missing=False)
-    network = conn.network.find_network("private", ignore_missing=False)
+    flavor = conn.compute.find_flavor(DEMO.flavor, ignore_missing=False)
+    network = conn.network.find_network(DEMO.network, ignore_missing=False)
 
     rounds = []
     for i in range(1, args.count + 1):

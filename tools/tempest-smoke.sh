@@ -41,17 +41,14 @@ case "$CONCURRENCY" in ''|*[!0-9]*|0) echo "tempest-smoke: --concurrency needs a
 # The paths come from minstack's own settings, so a localrc that moves DEST,
 # DATA_DIR or TEMPEST_CONFIG is followed exactly as ./stack.py follows it.
 VARS=$(cd "$REPO" && .venv/bin/python - "$CONFIG" <<'EOF'
-import importlib.util
 import shlex
 import sys
 
 from minstack.cli import load_config
 from minstack.errors import MinstackError
-from minstack.paths import PHASES
+from minstack.pipeline import phase_module
 
-spec = importlib.util.spec_from_file_location("minstack_phases.tempest", PHASES / "tempest.py")
-tempest = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tempest)
+tempest = phase_module("tempest")
 try:
     settings = load_config(sys.argv[1] or None)
 except MinstackError as exc:
