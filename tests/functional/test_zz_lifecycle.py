@@ -24,7 +24,10 @@ SERVER = "minstack-verify"
 
 
 def qemu_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("qemu-system")]
+    """The qemu processes of Nova's guests (libvirt names them guest=instance-...), nobody else's."""
+    return [p.pid for p in psutil.process_iter(["name", "cmdline"])
+            if (p.info["name"] or "").startswith("qemu-system")
+            and any("guest=instance-" in arg for arg in p.info["cmdline"] or [])]
 
 
 def demo_server(settings):
