@@ -29,7 +29,6 @@ from minstack.versions import installed_version
 
 class ApiService(Phase):
     project: str = ""        # its name in the catalogue
-    distribution: str = ""   # its Python distribution in the venv (db syncs rerun when it changes)
 
     # ---- what the catalogue says --------------------------------------------------------------------
     @property
@@ -126,7 +125,7 @@ class ApiService(Phase):
         """A database migration: <project>-manage ARGS as the stack user, again when the code changes."""
         s = ctx.settings
         manage = [str(s.venv / "bin" / f"{self.project}-manage"), "--config-file", str(self.conf(s)), *args]
-        version = installed_version(s.venv, self.distribution or self.project)
+        version = installed_version(s.venv, self.entry.distribution)
         return Step(name, lambda: ctx.sh.run(manage, user=s.stack_user),
                     describe or f"{self.project}-manage {' '.join(args)}", once_key=version)
 

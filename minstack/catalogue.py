@@ -69,6 +69,7 @@ class Project:
     tempest: str = ""                                 # Tempest's [service_available] key
     tempest_service: str = ""                         # ... true when this service is enabled
     in_default: tuple[str, ...] = ()                  # DevStack's default ENABLED_SERVICES among services
+    distribution: str = ""                            # its Python distribution in the venv, if any
 
     @property
     def supported(self) -> bool:
@@ -96,18 +97,18 @@ PROJECTS: tuple[Project, ...] = (
        unsupported="minstack's services do not need etcd", in_default=("etcd3",)),
     _p(name="tls-proxy", services={"tls-proxy": "TLS-terminating proxy in front of the APIs"}),
     # ---- identity, images, placement ----
-    _p(name="keystone", phase="keystone", services={"key": "Keystone identity service"}, meta=("keystone",),
+    _p(name="keystone", phase="keystone", distribution="keystone", services={"key": "Keystone identity service"}, meta=("keystone",),
        config_files={"KEYSTONE_CONF": "/etc/keystone/keystone.conf"}, databases=("keystone",),
        catalog=CatalogEntry("identity", "keystone", "Keystone Identity Service", api="keystone"),
        apis=(Api("keystone", "key", "keystone.wsgi.api", 5000,
                  config_env="OS_KEYSTONE_CONFIG_DIR", files_env="OS_KEYSTONE_CONFIG_FILES", ready_path="/v3"),),
        in_default=("key",)),
-    _p(name="glance", phase="glance", services={"g-api": "Glance image API"}, meta=("glance",),
+    _p(name="glance", phase="glance", distribution="glance", services={"g-api": "Glance image API"}, meta=("glance",),
        config_files={"GLANCE_API_CONF": "/etc/glance/glance-api.conf"}, databases=("glance",),
        catalog=CatalogEntry("image", "glance", "Glance Image Service", api="glance-api"),
        apis=(Api("glance-api", "g-api", "glance.wsgi.api", 9292, config_env="OS_GLANCE_CONFIG_DIR"),),
        tempest="glance", tempest_service="g-api", in_default=("g-api",)),
-    _p(name="placement", phase="placement",
+    _p(name="placement", phase="placement", distribution="openstack_placement",
        services={"placement-api": "Placement API",
                  "placement-client": "configure Nova to use Placement (no daemon of its own)"},
        meta=("placement",), config_files={"PLACEMENT_CONF": "/etc/placement/placement.conf"},
@@ -117,7 +118,7 @@ PROJECTS: tuple[Project, ...] = (
                  config_env="OS_PLACEMENT_CONFIG_DIR"),),
        in_default=("placement-api", "placement-client")),
     # ---- compute ----
-    _p(name="nova", phase="nova",
+    _p(name="nova", phase="nova", distribution="nova",
        services={"n-api": "Nova compute API", "n-api-meta": "Nova metadata API", "n-cond": "Nova conductor",
                  "n-sch": "Nova scheduler", "n-cpu": "Nova compute (libvirt)",
                  "n-novnc": "Nova noVNC console proxy"},
@@ -140,7 +141,7 @@ PROJECTS: tuple[Project, ...] = (
        services={"ovn-northd": "OVN northd and its databases", "ovn-controller": "OVN controller",
                  "ovs-vswitchd": "Open vSwitch daemon", "ovsdb-server": "Open vSwitch database"},
        in_default=("ovn-controller", "ovn-northd", "ovs-vswitchd", "ovsdb-server")),
-    _p(name="neutron", phase="neutron",
+    _p(name="neutron", phase="neutron", distribution="neutron",
        services={"q-svc": "Neutron server", "q-ovn-agent": "Neutron OVN agent (metadata)"},
        meta=("neutron",),
        config_files={"NEUTRON_CONF": "/etc/neutron/neutron.conf",
@@ -157,7 +158,7 @@ PROJECTS: tuple[Project, ...] = (
                  "q-metering": "Neutron metering agent"},
        planned=False, unsupported="minstack uses OVN, not the ML2/OVS agents"),
     # ---- block storage ----
-    _p(name="cinder",
+    _p(name="cinder", distribution="cinder",
        services={"c-api": "Cinder volume API", "c-sch": "Cinder scheduler",
                  "c-vol": "Cinder volume service", "c-bak": "Cinder backup service"},
        meta=("cinder",), config_files={"CINDER_CONF": "/etc/cinder/cinder.conf"}, databases=("cinder",),
@@ -173,7 +174,7 @@ PROJECTS: tuple[Project, ...] = (
                  "h-eng": "Heat engine"},
        meta=("heat",)),
     # ---- dashboard, tests, DevStack tooling ----
-    _p(name="horizon", phase="horizon", services={"horizon": "Horizon dashboard"},
+    _p(name="horizon", phase="horizon", distribution="horizon", services={"horizon": "Horizon dashboard"},
        ports={"horizon": 80}, tempest="horizon", tempest_service="horizon", in_default=("horizon",)),
     _p(name="tempest", phase="tempest", services={"tempest": "Tempest test suite (configured, not run)"},
        config_files={"TEMPEST_CONFIG": "$DEST/tempest/etc/tempest.conf"}, in_default=("tempest",)),

@@ -113,7 +113,8 @@ def stack_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stack.py", description="Stack an all-in-one OpenStack on this host.")
     p.add_argument("command", nargs="?", default="stack", choices=["stack", "status", "plan", "verify"],
                    help="stack (default), status (every service: state, pid, ports, RSS), plan (= --dry-run), "
-                        "verify (check again that the test instance boots and answers ping and SSH)")
+                        "verify (check again that the test instance boots and answers ping and SSH); "
+                        "also: restart NAME..., logs NAME... [-f] [-n N]")
     p.add_argument("-c", "--config", help="localrc or local.conf (default: ./localrc, then ./local.conf)")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--only", nargs="+", metavar="PHASE", help="run only these phases")
@@ -177,6 +178,8 @@ def load_or_report(console, config: str | None, warn: bool = True) -> Settings |
 
 
 def stack_main(argv: list[str]) -> int:
+    if argv and argv[0] in DAEMON_COMMANDS:
+        return daemon_command_main(argv[0], argv[1:])
     args = stack_parser().parse_args(argv)
     console = make_console()
     settings = load_or_report(console, args.config, warn=not args.json)  # --json: stdout is data only
@@ -246,7 +249,9 @@ def status_main(console, settings: Settings, as_json: bool = False) -> int:
     rows = []
     for phase in [p for wave in waves(select(load_phases(), settings)) for p in wave]:
         for daemon in phase.daemons(make(phase)):
-            rows.append(supervisor.status(daemon))
+            row = supervisor.status(daemon)
+            row.code = code_source(settings, daemon)
+            rows.append(row)
     if as_json:
         import dataclasses
         import json
@@ -254,6 +259,133 @@ def status_main(console, settings: Settings, as_json: bool = False) -> int:
     else:
         console.print(status_table(rows))
     return 0 if all(r.running for r in rows) else 3
+
+
+# ---- ./stack.py restart / logs: the developer's loop ------------------------------------------------
+DAEMON_COMMANDS = ("restart", "logs")
+
+
+def daemon_parser(command: str) -> argparse.ArgumentParser:
+    what = {"restart": "Restart daemons (and wait until they answer again).",
+            "logs": "Print (or follow) daemons' logs: $LOGDIR/<daemon>.log."}[command]
+    p = argparse.ArgumentParser(prog=f"stack.py {command}", description=what + " NAME is a DevStack service "
+                                "name (n-api), a daemon name (nova-api) or a glob (n-*, 'neutron-*').")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("-c", "--config", help="localrc or local.conf (default: ./localrc, then ./local.conf)")
+    if command == "logs":
+        p.add_argument("-f", "--follow", action="store_true", help="keep printing what they write")
+        p.add_argument("-n", "--lines", type=int, default=40, help="how many last lines of each (default 40)")
+    return p
+
+
+def stack_daemons(settings: Settings, supervisor) -> list:
+    """Every daemon of the enabled phases, in pipeline order."""
+    make = make_context_factory(settings, State(settings.state_dir / "state.json"), supervisor, to_file=False)
+    return [d for wave in waves(select(load_phases(), settings)) for p in wave for d in p.daemons(make(p))]
+
+
+def match_daemons(daemons: list, names: list[str]) -> list:
+    """The daemons NAMES mean, in the order given; a name that matches nothing is an error."""
+    import fnmatch
+    from minstack.errors import did_you_mean
+    chosen = []
+    for name in names:
+        found = [d for d in daemons if fnmatch.fnmatchcase(d.name, name) or fnmatch.fnmatchcase(d.service, name)]
+        if not found:
+            known = sorted({d.name for d in daemons} | {d.service for d in daemons if d.service})
+            raise MinstackError(f"no daemon or service named {name!r} on this stack"
+                                + did_you_mean(name, known) + f"; known: {', '.join(known)}")
+        chosen += [d for d in found if d not in chosen]
+    return chosen
+
+
+def daemon_command_main(command: str, argv: list[str]) -> int:
+    args = daemon_parser(command).parse_args(argv)
+    console = make_console()
+    settings = load_or_report(console, args.config, warn=False)
+    if settings is None:
+        return 2
+    supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
+    try:
+        daemons = match_daemons(stack_daemons(settings, supervisor), args.names)
+        if command == "logs":
+            return show_logs(console, [supervisor.log_path(d) for d in daemons], args.lines, args.follow)
+        lock = take_run_lock(console)
+        if lock is None:
+            return 4
+        return restart_daemons(console, settings, supervisor, daemons)
+    except MinstackError as error:
+        console.print(f"[bold red]minstack:[/] {masking.mask(str(error))}")
+        return 1
+
+
+def restart_daemons(console, settings: Settings, supervisor, daemons: list) -> int:
+    import time
+    setup_logging(settings, "restart")
+    log = logging.getLogger("minstack.restart")
+    state = State(settings.state_dir / "state.json")
+    for daemon in daemons:
+        before = supervisor.process(daemon)
+        started = time.monotonic()
+        supervisor.ensure_running(daemon, log, restart=True)
+        state.restarted(daemon.name)
+        after = supervisor.process(daemon)
+        console.print(f"restarted {daemon.name} (pid {before.pid if before else '-'} -> "
+                      f"{after.pid if after else '?'}) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def show_logs(console, paths: list[Path], lines: int, follow: bool, poll: float = 0.5,
+              keep_following=lambda: True) -> int:
+    """The last lines of each log (masked), then, with follow, what they write from now on (until ^C)."""
+    import sys
+    from minstack.supervisor import tail
+    label = len(paths) > 1
+    offsets = {}
+    for path in paths:
+        if label:
+            console.print(f"[bold]==> {path} <==[/]")
+        for line in tail(path, lines):
+            sys.stdout.write(line + "\n")
+        offsets[path] = path.stat().st_size if path.exists() else 0
+    sys.stdout.flush()
+    try:
+        follow_logs(paths, offsets, label, poll, keep_following if follow else lambda: False)
+    except KeyboardInterrupt:  # ^C ends -f, as with tail -f
+        pass
+    return 0
+
+
+def follow_logs(paths: list[Path], offsets: dict, label: bool, poll: float, keep_following) -> None:
+    import sys
+    import time
+    while keep_following():
+        for path in paths:
+            size = path.stat().st_size if path.exists() else 0
+            if size < offsets[path]:  # rotated or truncated: start over
+                offsets[path] = 0
+            if size > offsets[path]:
+                with open(path, "rb") as f:
+                    f.seek(offsets[path])
+                    data = f.read(size - offsets[path])
+                offsets[path] = size
+                for line in data.decode(errors="replace").splitlines():
+                    sys.stdout.write((f"{path.stem}: " if label else "") + masking.mask(line) + "\n")
+                sys.stdout.flush()
+        time.sleep(poll)
+
+
+def code_source(settings: Settings, daemon) -> str:
+    """Where a daemon's code comes from: its project's release in the venv, or a distro package."""
+    from minstack import catalogue
+    from minstack.versions import installed_version
+    if not daemon.argv or not daemon.argv[0].startswith(str(settings.venv)):
+        return "distro package"
+    try:
+        distribution = catalogue.project_of_service(daemon.service).distribution
+    except KeyError:
+        distribution = ""
+    return f"{distribution} {installed_version(settings.venv, distribution)} (release)" if distribution else "venv"
 
 
 # ---- ./unstack.py ------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class DaemonStatus:
     ports: list[str] = field(default_factory=list)
     rss_bytes: int = 0
     user: str = ""
+    code: str = ""                 # where its code comes from (a release's version, a distro package)
 
 
 class DaemonFailed(MinstackError):
@@ -69,14 +70,18 @@ class DaemonFailed(MinstackError):
 
 
 def tail(path: Path, lines: int = 15) -> list[str]:
+    """The last lines of a file (masked), reading back from its end only as far as they reach."""
     try:
         with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            text = f.read().decode(errors="replace")
+            end = f.seek(0, os.SEEK_END)
+            start, data = end, b""
+            while start > 0 and data.count(b"\n") <= lines:
+                start = max(0, start - 16384)
+                f.seek(start)
+                data = f.read(end - start)
     except OSError:
         return []
-    return [mask(line) for line in text.splitlines()[-lines:]]
+    return [mask(line) for line in data.decode(errors="replace").splitlines()[-lines:]] if lines > 0 else []
 
 
 def process_tree_status(name: str, service: str, proc: psutil.Process | None) -> DaemonStatus:

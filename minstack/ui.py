@@ -165,13 +165,13 @@ def failure_panel(failed: PhaseResult, phase_log: Path, resume: str) -> Panel:
 
 def status_table(rows: list[DaemonStatus]) -> Table:
     table = Table(title="minstack status", title_justify="left")
-    for column in ("service", "daemon", "state", "pid", "user", "listening", "RSS"):
+    for column in ("service", "daemon", "state", "pid", "user", "listening", "RSS", "code"):
         table.add_column(column)
     for r in rows:
         state = "[green]running[/]" if r.running else "[red]down[/]"
         rss = f"{r.rss_bytes / 2**20:.0f} MiB" if r.running else ""
-        table.add_row(r.service, r.name, state, str(r.pid or ""), r.user, " ".join(r.ports), rss)
+        table.add_row(r.service, r.name, state, str(r.pid or ""), r.user, " ".join(r.ports), rss, r.code)
     total = sum(r.rss_bytes for r in rows)
     table.add_section()
-    table.add_row("", "total", "", "", "", "", f"{total / 2**20:.0f} MiB")
+    table.add_row("", "total", "", "", "", "", f"{total / 2**20:.0f} MiB", "")
     return table

@@ -12,7 +12,6 @@ from minstack.apiservice import ApiService
 
 class Placement(ApiService):
     project = "placement"
-    distribution = "openstack_placement"
 
     def configure(self, ctx):
         s = ctx.settings

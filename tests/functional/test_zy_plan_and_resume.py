@@ -23,6 +23,32 @@ def glance_pid(settings) -> int | None:
     return proc.pid if proc else None
 
 
+def pids(settings) -> dict[str, int | None]:
+    from test_zz_lifecycle import daemon_pids
+    return daemon_pids(settings)
+
+
+def test_restart_by_service_name_restarts_only_those(minstack_cli, settings):
+    before = pids(settings)
+    proc = minstack_cli.stack("restart", "n-api")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = pids(settings)
+    assert after["nova-api"] and after["nova-api"] != before["nova-api"]
+    assert f"restarted nova-api (pid {before['nova-api']} -> {after['nova-api']})" in proc.stdout
+    assert {n: p for n, p in after.items() if n != "nova-api"} == \
+        {n: p for n, p in before.items() if n != "nova-api"}, "another daemon was restarted"
+
+
+def test_logs_prints_the_last_lines_of_a_service_log(minstack_cli, settings):
+    proc = minstack_cli.stack("logs", "n-api", "-n", "20")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    log = (settings.logdir / "nova-api.log").read_text().splitlines()
+    assert 0 < len(lines) <= 20 and lines == [line for line in log[-len(lines):]]
+    unknown = minstack_cli.stack("logs", "n-apii")
+    assert unknown.returncode == 1 and "did you mean" in unknown.stdout
+
+
 def test_plan_on_a_stacked_host_has_nothing_to_do(minstack_cli):
     proc = minstack_cli.stack("plan")
     assert proc.returncode == 0, proc.stdout
