@@ -60,6 +60,7 @@ class DaemonStatus:
     rss_bytes: int = 0
     user: str = ""
     code: str = ""                 # where its code comes from (a release's version, a distro package)
+    pss_bytes: int = 0             # proportional set size of the process tree (root can read it)
 
 
 class DaemonFailed(MinstackError):
@@ -93,10 +94,11 @@ def process_tree_status(name: str, service: str, proc: psutil.Process | None) ->
     except psutil.Error:
         pass
     ports: set[str] = set()
-    rss = 0
+    rss = pss = 0
     for p in procs:
         try:
             rss += p.memory_info().rss
+            pss += proportional_set_size(p)
             for c in p.net_connections(kind="inet"):
                 if c.status == psutil.CONN_LISTEN:
                     ports.add(f"{c.laddr.ip}:{c.laddr.port}")
@@ -106,7 +108,15 @@ def process_tree_status(name: str, service: str, proc: psutil.Process | None) ->
         user = proc.username()
     except psutil.Error:
         user = "?"
-    return DaemonStatus(name, service, True, proc.pid, sorted(ports), rss, user)
+    return DaemonStatus(name, service, True, proc.pid, sorted(ports), rss, user, pss_bytes=pss)
+
+
+def proportional_set_size(proc: psutil.Process) -> int:
+    """PSS: each shared page counted once across all processes (so sums are honest); 0 when unreadable."""
+    try:
+        return getattr(proc.memory_full_info(), "pss", 0)
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return 0
 
 
 class Supervisor:
