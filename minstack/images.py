@@ -75,10 +75,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cached_path(url: str, cache: Path) -> Path:
+    """Where download() keeps url's file: the cache, under the URL's file name."""
+    return cache / Path(urllib.parse.urlparse(url).path).name
+
+
 def download(url: str, cache: Path, log, timeout: float = 30) -> Path:
     """Download url into cache once; a partial download resumes (HTTP Range)."""
     cache.mkdir(parents=True, exist_ok=True)
-    target = cache / Path(urllib.parse.urlparse(url).path).name
+    target = cached_path(url, cache)
     if target.exists():
         return target
     partial = target.with_name(target.name + ".part")

@@ -4,10 +4,14 @@ When CirrOS cannot be downloaded (or OFFLINE=True) minstack still needs a
 guest that proves Nova + Neutron work end to end: DHCP (with the metadata
 static route and the MTU), the metadata service or a config drive, SSH with
 an injected key, and a console log a test can grep.  This module builds one.
+It behaves like CirrOS wherever Tempest's scenario tests (and workshop
+attendees) rely on it: a `cirros` user with passwordless sudo, curl, ping as
+that user, util-linux blkid, udhcpc's pid file in /var/run, hot-plugged NICs
+that `sudo ip` brings up.
 
 The image is a whole-disk qcow2: an MBR, one FAT16 partition with SYSLINUX,
 Debian's cloud kernel and a busybox initramfs whose /init does everything
-(files/testimage/).  Everything that goes INTO the image comes from
+(files/testimage/), plus a few real Debian binaries (GUEST_BINARIES).  Everything that goes INTO the image comes from
 ``apt-get download`` + ``dpkg-deb -x``, so nothing is installed on the host
 (busybox-static would conflict with busybox).  The build tools are the host
 packages in files/debs/testimage.  No loop devices, mounts or root-only
@@ -48,17 +52,54 @@ FILES_DIR = Path(__file__).resolve().parent.parent / "files" / "testimage"
 
 # Debian's kernel built for VMs: virtio and ata_piix as modules, no AHCI.
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
-# Userland packages unpacked into the initramfs.  dropbear-bin is the SSH
-# server; the libraries are its dynamic dependencies (checked at build time,
-# see _copy_elf_closure).
+# Userland packages unpacked into the initramfs.  busybox-static gives the
+# shell and most commands; the rest are real Debian binaries where Tempest
+# and workshop attendees rely on their exact behaviour (see GUEST_BINARIES),
+# then the shared libraries those need (checked at build time, see
+# _copy_elf_closure: a missing one names its soname).
 USERLAND_PACKAGES = (
     "busybox-static",
     "dropbear-bin",
+    "sudo",
+    "libpam0g",
+    "libpam-modules",
+    "curl",
+    "libcurl4",
+    "util-linux",
+    "libblkid1",
+    # libraries
     "libc6",
+    "libaudit1",
+    "libbrotli1",
+    "libcap-ng0",
+    "libcom-err2",
     "libcrypt1",
+    "libffi8",
     "libgmp10",
+    "libgnutls30",
+    "libgssapi-krb5-2",
+    "libhogweed6",
+    "libidn2-0",
+    "libk5crypto3",
+    "libkeyutils1",
+    "libkrb5-3",
+    "libkrb5support0",
+    "libldap-2.5-0",
+    "libnettle8",
+    "libnghttp2-14",
+    "libp11-kit0",
+    "libpcre2-8-0",
+    "libpsl5",
+    "librtmp1",
+    "libsasl2-2",
+    "libselinux1",
+    "libssh2-1",
+    "libssl3",
+    "libtasn1-6",
     "libtomcrypt1",
     "libtommath1",
+    "libunistring2",
+    "libzstd1",
     "zlib1g",
 )
 
@@ -74,16 +115,57 @@ INITRAMFS_FILES = {
     "group": ("etc/group", 0o644),
     "shells": ("etc/shells", 0o644),
     "issue": ("etc/issue", 0o644),
+    "nsswitch.conf": ("etc/nsswitch.conf", 0o644),
+    # sudo refuses a sudoers file that anyone but root could change
+    "sudoers": ("etc/sudoers", 0o440),
+    "pam-sudo": ("etc/pam.d/sudo", 0o644),
+    "pam-other": ("etc/pam.d/other", 0o644),
     "acpi-power": ("etc/acpi/PWRF/00000080", 0o755),
 }
 INITRAMFS_DIRS = ("dev", "proc", "sys", "run", "tmp", "mnt/config", "root",
-                  "home/cirros", "etc/dropbear", "var/log", "var/www")
-# Binaries (besides the static busybox) whose shared libraries we carry.
-DYNAMIC_BINARIES = ("usr/sbin/dropbear", "usr/bin/dropbearkey")
+                  "home/cirros", "etc/dropbear", "var/log", "var/www",
+                  "var/lib/sudo")
+# Symlinks in the initramfs: (path, target).  /var/run is /run, as on
+# CirrOS: Tempest reads udhcpc's pid file as /var/run/udhcpc.<nic>.pid.
+INITRAMFS_LINKS = (("var/run", "../run"),)
+# busybox is setuid root, as on CirrOS, so that `ping` works for cirros:
+# busybox ping needs a raw socket (it has no ICMP datagram sockets), and the
+# busybox shell runs its own ping applet even where a real /bin/ping exists
+# (Debian builds busybox-static to prefer applets).  busybox drops the
+# privilege at once for every applet not marked as needing it (its
+# FEATURE_SUID: sh, cat, touch, ... run as the user); ping, traceroute,
+# findfs, mount and umount keep it, and mount/umount refuse non-root users
+# themselves.  No /etc/busybox.conf: with one, busybox-static's user lookup
+# segfaults.
+BUSYBOX_MODE = 0o4755
+# Dynamically linked files taken from the packages, with their modes; the
+# shared libraries they need come along (_copy_elf_closure).  Where one of
+# them has a busybox applet of the same name, the real one wins: /init's
+# `busybox --install -s` never replaces an existing file.
+#   dropbear      the SSH server and its host key generator
+#   sudo          cirros runs `sudo <command>` without a password (sudoers);
+#                 setuid root, its policy plugin and the two PAM modules
+#                 pam.d/sudo names come along
+#   curl          Tempest reads (and POSTs to) the metadata service with it
+#   blkid         util-linux's: `blkid -L config-2 -o device` finds the
+#                 config drive (busybox blkid takes no options)
+GUEST_BINARIES = {
+    "usr/sbin/dropbear": 0o755,
+    "usr/bin/dropbearkey": 0o755,
+    "usr/bin/sudo": 0o4755,
+    "usr/libexec/sudo/sudoers.so": 0o644,
+    "lib/x86_64-linux-gnu/security/pam_permit.so": 0o644,
+    "lib/x86_64-linux-gnu/security/pam_deny.so": 0o644,
+    "usr/bin/curl": 0o755,
+    "sbin/blkid": 0o755,
+}
 LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
+# Where else a library may sit in its package (sudo's RUNPATH); the image
+# keeps every library in LIB_DIRS[0], which the loader always searches.
+LIB_SEARCH_DIRS = (*LIB_DIRS, "usr/libexec/sudo")
 
 # Disk geometry: 1 MiB alignment before the partition, 64 MiB in all; the
-# cloud kernel (~14 MB) and initramfs (~4 MB) leave plenty of room.
+# cloud kernel (~14 MB) and initramfs (~12 MB) leave plenty of room.
 SECTOR = 512
 PART_START = 2048
 DISK_MIB = 64
@@ -92,7 +174,7 @@ HOST_TOOLS = ("apt-get", "apt-cache", "dpkg-deb", "depmod", "mkfs.fat",
               "syslinux", "mcopy", "qemu-img")
 
 # Bump when this module changes the image in a way the inputs don't show.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 
 def image_properties() -> dict[str, str]:
@@ -313,15 +395,17 @@ DEVICE_NODES = (("dev/console", stat.S_IFCHR | 0o600, 5, 1),
 
 def assemble_initramfs(tree: Path, unpacked: Path, kver: str,
                        files_dir: Path) -> None:
-    """Lay out the initramfs: busybox, dropbear + libs, modules, our files."""
+    """Lay out the initramfs: busybox, the real binaries + libs, modules, our files."""
     for directory in INITRAMFS_DIRS:
         (tree / directory).mkdir(parents=True, exist_ok=True)
-    _install(unpacked / "bin" / "busybox", tree / "bin" / "busybox", 0o755)
+    _install(unpacked / "bin" / "busybox", tree / "bin" / "busybox", BUSYBOX_MODE)
     for name, (dest, mode) in INITRAMFS_FILES.items():
         _install(files_dir / name, tree / dest, mode)
-    for binary in DYNAMIC_BINARIES:
-        _install(unpacked / binary, tree / binary, 0o755)
-    _copy_elf_closure(tree, unpacked, DYNAMIC_BINARIES)
+    for binary, mode in GUEST_BINARIES.items():
+        _install(unpacked / binary, tree / binary, mode)
+    _copy_elf_closure(tree, unpacked, GUEST_BINARIES)
+    for link, target in INITRAMFS_LINKS:
+        (tree / link).symlink_to(target)
     wanted = read_module_list(files_dir / "modules")
     copy_modules(unpacked / "lib" / "modules" / kver,
                  tree / "lib" / "modules" / kver, wanted)
@@ -339,7 +423,7 @@ def _copy_elf_closure(tree: Path, unpacked: Path,
 
     Libraries land in /lib/x86_64-linux-gnu, which glibc's loader searches
     without an ld.so.cache.  A missing one fails the build here, naming the
-    library, rather than leaving an image whose sshd cannot start.
+    library, rather than leaving an image whose sshd (or sudo) cannot start.
     """
     todo = [unpacked / b for b in binaries]
     seen: set[str] = set()
@@ -359,7 +443,7 @@ def _copy_elf_closure(tree: Path, unpacked: Path,
 
 
 def _find_lib(unpacked: Path, soname: str) -> Path:
-    for directory in LIB_DIRS:
+    for directory in LIB_SEARCH_DIRS:
         candidate = unpacked / directory / soname
         if candidate.exists():  # relative symlinks resolve inside the tree
             return candidate
@@ -509,7 +593,11 @@ def cpio_newc(tree: Path, extra_nodes: Iterable[tuple[str, int, int, int]] = ()
 
 
 def _walk(tree: Path) -> list[Path]:
-    """All paths under tree, sorted, each directory before its contents."""
+    """All paths under tree, sorted, each directory before its contents.
+
+    A symlink to a directory is an entry of its own (os.walk lists it among
+    the directories but does not descend into it).
+    """
     paths = []
     for root, dirs, files in os.walk(tree):
         dirs.sort()
@@ -517,6 +605,7 @@ def _walk(tree: Path) -> list[Path]:
         if base != tree:
             paths.append(base)
         paths.extend(base / f for f in sorted(files))
+        paths.extend(base / d for d in dirs if (base / d).is_symlink())
     return paths
 
 
@@ -595,7 +684,7 @@ def _write_manifest(target: Path, key: str, packages: dict[str, str],
 
 
 def _prune_old_images(cache_dir: Path, keep: Path) -> None:
-    """Drop images (and manifests) of earlier inputs: each is ~15 MB."""
+    """Drop images (and manifests) of earlier inputs: each is ~25 MB."""
     for old in cache_dir.glob(f"{IMAGE_NAME}-*"):
         if old.suffix in (".qcow2", ".json", ".partial") and \
                 old.stem != keep.stem:

@@ -1,19 +1,26 @@
 #!/bin/bash
-# Run Tempest's smoke tests against this stacked host and print the counts.
+# Run Tempest's smoke tests and its two main scenario modules against this
+# stacked host, print the counts, and hold the skips to their reasoned list.
 #
 # ./stack.py installs and configures Tempest when the `tempest` service is
-# enabled (phases/tempest.py); this runs `tempest run --smoke` in its
-# workspace ($DEST/tempest), as the stack user, with $TEMPEST_CONFIG.
+# enabled (phases/tempest.py); this runs, in its workspace ($DEST/tempest), as
+# the stack user, with $TEMPEST_CONFIG, the gate set: `tempest run --smoke`
+# plus tempest.scenario.test_server_basic_ops and
+# tempest.scenario.test_network_basic_ops (they boot guests, log in as the
+# image's user and use sudo, curl, ping, DHCP renewal and hot-plugged NICs).
+# Every test Tempest skips must match an entry of $DEST/tempest/etc/
+# expected-skips.txt (phases/tempest.py writes it, each entry with its reason):
+# an unlisted skip fails the run like a failed test.
 #
 # Usage: tools/tempest-smoke.sh [-c LOCALRC] [--concurrency N] [--artifacts DIR] [-- TEMPEST-RUN-ARGS...]
 #   -c, --config    minstack's localrc/local.conf (default: as ./stack.py finds it)
 #   --concurrency   test workers (default 2: faster than serial on a 2-core host, see below)
 #   --artifacts     also keep the console output (tempest-smoke.log) and the subunit
 #                   stream (tempest-smoke.subunit) there
-#   after --        passed to `tempest run` as they are (e.g. --regex ..., instead of --smoke)
+#   after --        passed to `tempest run` as they are (e.g. --regex ..., instead of the gate set)
 #
 # Run as root (or as the stack user).  The last line is "tempest: N passed, N failed, N skipped";
-# the exit code is tempest's (0: no test failed).
+# the exit code is tempest's (0: no test failed), or 3 when a test was skipped for no listed reason.
 #
 # Concurrency, measured on the 2-core CI host (qemu TCG guests, 2026-11-22, the
 # smoke set: 82 passed, 11 skipped, 0 failed both ways): serial 276 s,
@@ -81,8 +88,10 @@ as_stack() {
     fi
 }
 
+# The gate set: Tempest's smoke regex (what --smoke selects) or the two scenario modules.
+GATE_REGEX='\[.*\bsmoke\b.*\]|^tempest\.scenario\.(test_server_basic_ops|test_network_basic_ops)\.'
 if [ ${#EXTRA[@]} -eq 0 ]; then
-    EXTRA=(--smoke)
+    EXTRA=(--regex "$GATE_REGEX")
 fi
 # The tests this stack's image cannot run, each with its reason (phases/tempest.py writes the list).
 EXCLUDED=$(grep -cv '^\s*\(#\|$\)' "$TEMPEST_EXCLUDE_LIST" 2>/dev/null || true)
@@ -124,5 +133,23 @@ if [ -z "$PASSED" ] || [ -z "$FAILED" ]; then
     exit "$STATUS"
 fi
 echo "tempest-smoke: ran in ${SECONDS_TAKEN}s with --concurrency $CONCURRENCY"
+# Each skip subunit-trace reported ("{N} <test or setUpClass (class)> ... SKIPPED: <reason>") must
+# match an entry of the expected-skips list; their number cannot exceed the list's length.
+if ! "$REPO/.venv/bin/python" - "$OUTPUT" "$TEMPEST_EXPECTED_SKIPS" <<'EOF'
+import re
+import sys
+
+output, listing = (open(path).read() for path in sys.argv[1:])
+allowed = [line.strip() for line in listing.splitlines() if line.strip() and not line.startswith("#")]
+skipped = re.findall(r"^\{\d+\} (.+?)(?: \[[\d.]+s\])? \.\.\. SKIPPED: (.*)$", output, re.M)
+unlisted = [(name, why) for name, why in skipped if not any(re.search(p, name) for p in allowed)]
+for name, why in unlisted:
+    print(f"tempest-smoke: unexpected skip: {name} ({why})")
+print(f"tempest-smoke: {len(skipped)} skip(s), {len(unlisted)} not in {sys.argv[2]} ({len(allowed)} listed)")
+sys.exit(1 if unlisted or len(skipped) > len(allowed) else 0)
+EOF
+then
+    [ "$STATUS" -ne 0 ] || STATUS=3
+fi
 echo "tempest: $PASSED passed, $FAILED failed, ${SKIPPED:-0} skipped"
 exit "$STATUS"

@@ -4,13 +4,18 @@
 # and check what a minstack test relies on:
 #   1. metadata service: DHCP lease with option 121 static routes and MTU,
 #      OpenStack meta_data.json, console marker, SSH as cirros and root with
-#      the injected key, the HTTP responder, ACPI poweroff;
-#   2. EC2 metadata paths only (the fallback when /openstack is missing);
-#   3. config drive (IDE cdrom labelled config-2) with no metadata service.
+#      the injected key, the HTTP responder, what Tempest runs as cirros
+#      (sudo, curl, ping, udhcpc's pid file and a lease renewal, a NIC
+#      hot-plugged and brought up with sudo), ACPI poweroff;
+#   2. EC2 metadata paths only (the fallback when /openstack is missing),
+#      in 128 MiB of RAM (the image's min_ram);
+#   3. config drive (IDE cdrom labelled config-2) with no metadata service,
+#      found and mounted the way Tempest does (blkid -L, sudo mount).
 #
 # The network is a private one: a network namespace of our own holding a
 # bridge (mst-br0, 10.213.7.0/24), the VM's tap, busybox udhcpd as the DHCP
-# server, and python's http.server on 169.254.169.254 as metadata.  No
+# server, python's http.server on 169.254.169.254 as metadata, and a second
+# bridge (mst-br1, 10.213.8.0/24) for the hot-plugged NIC.  No
 # traffic leaves that namespace; the host's interfaces and routes are never
 # touched.  Everything made here is removed on exit.
 #
@@ -27,6 +32,9 @@ NS=mst-ti-$$
 BR=mst-br0
 TAP=mst-tap0
 NET=10.213.7
+BR2=mst-br1
+TAP2=mst-tap1
+NET2=10.213.8
 GUEST_MAC=52:54:00:6d:73:01
 GUEST_IP=$NET.10
 MTU=1400
@@ -114,6 +122,12 @@ make_network() {
     in_ns ip addr add 169.254.169.254/32 dev "$BR"
     in_ns ip link set "$BR" mtu "$MTU" up
     in_ns ip link set "$TAP" mtu "$MTU" up
+    in_ns ip link add "$BR2" type bridge
+    in_ns ip tuntap add dev "$TAP2" mode tap
+    in_ns ip link set "$TAP2" master "$BR2"
+    in_ns ip addr add "$NET2.1/24" dev "$BR2"
+    in_ns ip link set "$BR2" up
+    in_ns ip link set "$TAP2" up
     cat > "$WORK/udhcpd.conf" <<EOF
 interface $BR
 start $NET.100
@@ -167,7 +181,7 @@ boot() {
     CONSOLE=$WORK/$name.console
     MONITOR=$WORK/$name.monitor
     : > "$CONSOLE"
-    bg_ns qemu-system-x86_64 -accel tcg -machine pc -m 256 -nographic \
+    bg_ns qemu-system-x86_64 -accel tcg -machine pc -m "${MEM:-256}" -nographic \
         -serial "file:$CONSOLE" -monitor "unix:$MONITOR,server,nowait" \
         -drive "file=$IMAGE,if=virtio,format=qcow2,snapshot=on" \
         -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
@@ -214,11 +228,57 @@ print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().strip())' 
     ok "$1: http://$GUEST_IP/ -> $body"
 }
 
-# ACPI power button, as "nova stop" presses it: the guest must power off.
-expect_poweroff() {  # $1 = scenario
+monitor() {  # one qemu monitor command
     python3 -c 'import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-s.sendall(b"system_powerdown\n"); time.sleep(0.5)' "$MONITOR"
+s.sendall(sys.argv[2].encode() + b"\n"); time.sleep(0.5)' "$MONITOR" "$1"
+}
+
+expect_as_cirros() {  # $1 = scenario, $2 = key, $3 = command, $4 = expected output
+    local out
+    out=$(guest_ssh "$2" cirros "$3") || fail "$1: as cirros, '$3' failed: $out"
+    [ "$out" = "$4" ] || fail "$1: as cirros, '$3' said '$out', wanted '$4'"
+    ok "$1: as cirros: $3 -> $(head -c 80 <<< "$out" | tr '\n' ' ')"
+}
+
+# What Tempest's scenario tests run in the guest as the image's user
+# (tempest/common/utils/linux/remote_client.py, test_network_basic_ops.py,
+# test_server_basic_ops.py), with its shell prologue.
+expect_tempest_commands() {  # $1 = scenario, $2 = key
+    local pro='set -eu -o pipefail; PATH=$PATH:/sbin:/usr/sbin;' pid renewals out
+    expect_as_cirros "$1" "$2" "$pro sudo id -un" root
+    expect_as_cirros "$1" "$2" "$pro sudo sh -c 'echo tempest-was-here > /dev/console' && echo done" done
+    expect_console "$1" "tempest-was-here"
+    expect_as_cirros "$1" "$2" "$pro curl http://169.254.169.254/latest/meta-data/public-ipv4" "$GUEST_IP"
+    out=$(guest_ssh "$2" cirros "$pro ping -c1 -w1 -s56 $NET.1" 2>&1) ||
+        fail "$1: ping as cirros failed: $out"
+    ok "$1: as cirros: ping -c1 -w1 -s56 $NET.1"
+    # DHCP renewal as Tempest asks for it (test_subnet_details)
+    # (udhcpc's own output goes nowhere once it is in the background: the
+    # DHCP server's log shows the renewal)
+    pid=$(guest_ssh "$2" cirros "$pro cat /var/run/udhcpc.eth0.pid") || fail "$1: no udhcpc pid file"
+    renewals=$(grep -c "sending ACK" "$WORK/udhcpd.log")
+    guest_ssh "$2" cirros "$pro sudo /bin/kill -USR1 $pid" || fail "$1: sudo kill -USR1 $pid failed"
+    local deadline=$((SECONDS + 20))
+    until [ "$(grep -c "sending ACK" "$WORK/udhcpd.log")" -gt "$renewals" ]; do
+        [ $SECONDS -lt $deadline ] || fail "$1: udhcpc (pid $pid) did not renew on SIGUSR1"
+        sleep 0.5
+    done
+    ok "$1: udhcpc pid $pid from /var/run/udhcpc.eth0.pid renewed its lease on SIGUSR1"
+    # a NIC hot-plugged as Nova attaches an interface, brought up as Tempest does
+    monitor "netdev_add tap,id=hp0,ifname=$TAP2,script=no,downscript=no"
+    monitor "device_add virtio-net-pci,netdev=hp0,id=hpnic0,mac=52:54:00:6d:73:02"
+    deadline=$((SECONDS + 30))
+    until guest_ssh "$2" cirros "ip -o link" | grep -q "52:54:00:6d:73:02"; do
+        [ $SECONDS -lt $deadline ] || fail "$1: the hot-plugged NIC did not appear"
+        sleep 1
+    done
+    expect_as_cirros "$1" "$2" "$pro sudo ip addr add $NET2.10/24 dev eth1 && sudo ip link set eth1 up && ping -c1 -w5 $NET2.1 > /dev/null && echo reached" reached
+}
+
+# ACPI power button, as "nova stop" presses it: the guest must power off.
+expect_poweroff() {  # $1 = scenario
+    monitor system_powerdown
     local deadline=$((SECONDS + 60))
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         [ $SECONDS -lt $deadline ] || fail "$1: no poweroff within 60s"
@@ -235,7 +295,8 @@ stop_vm() {
 scenario_metadata() {
     log "1. metadata service (OpenStack JSON), DHCP option 121 + MTU"
     write_tree "$WORK/md1" \
-        "openstack/latest/meta_data.json=$(meta_data_json mst-meta-vm "$(cat "$WORK/key1.pub")")"
+        "openstack/latest/meta_data.json=$(meta_data_json mst-meta-vm "$(cat "$WORK/key1.pub")")" \
+        "latest/meta-data/public-ipv4=$GUEST_IP"
     start_metadata "$WORK/md1"
     boot metadata
     expect_console metadata "udhcpc: lease of $GUEST_IP obtained"
@@ -252,6 +313,7 @@ scenario_metadata() {
     expect_http metadata mst-meta-vm
     grep -q 'GET /openstack/latest/meta_data.json' "$WORK/metadata.log" ||
         fail "metadata server saw no request"
+    expect_tempest_commands metadata "$WORK/key1"
     expect_poweroff metadata
     stop_metadata
     METADATA_BOOT=$BOOT_SECONDS
@@ -263,7 +325,7 @@ scenario_ec2() {
         "latest/meta-data/hostname=mst-ec2-vm" \
         "latest/meta-data/public-keys/0/openssh-key=$(cat "$WORK/key2.pub")"
     start_metadata "$WORK/md2"
-    boot ec2
+    MEM=128 boot ec2
     expect_console ec2 "metadata: hostname=mst-ec2-vm source=metadata-service keys=1"
     expect_ssh ec2 "$WORK/key2" cirros mst-ec2-vm
     expect_http ec2 mst-ec2-vm
@@ -279,6 +341,11 @@ scenario_config_drive() {
     boot configdrive -drive "file=$WORK/config.iso,if=ide,media=cdrom,readonly=on"
     expect_console configdrive "metadata: hostname=mst-cd-vm source=config-drive\(/dev/sr0\) keys=1"
     expect_ssh configdrive "$WORK/key3" cirros mst-cd-vm
+    local pro='set -eu -o pipefail; PATH=$PATH:/sbin:/usr/sbin;'
+    expect_as_cirros configdrive "$WORK/key3" "$pro blkid -L config-2 -o device" /dev/sr0
+    expect_as_cirros configdrive "$WORK/key3" \
+        "$pro sudo mount /dev/sr0 /mnt && sudo cat /mnt/openstack/latest/meta_data.json && sudo umount /mnt" \
+        "$(meta_data_json mst-cd-vm "$(cat "$WORK/key3.pub")")"
     expect_http configdrive mst-cd-vm
     stop_vm
 }

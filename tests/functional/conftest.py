@@ -91,13 +91,40 @@ def network_before() -> dict:
     return host_network_snapshot()
 
 
+@pytest.fixture(scope="session")
+def image_server(settings, tmp_path_factory):
+    """The server behind the localrc's IMAGE_URLS entry on 127.0.0.1 (image_server.py), for the
+    whole session (re-stacks download from it too); None when the localrc names no such URL.
+
+    What it serves is minstack's offline test image, built here by minstack's own builder (cached
+    in files/cache like the stack's own build), so a fresh host needs nothing prepared."""
+    from image_server import ImageServer, served_here
+    from minstack import testimage
+    from minstack.paths import CACHE
+    urls = [url for url in settings.image_urls if served_here(url)]
+    if not urls:
+        yield None
+        return
+    image = testimage.build_test_image(CACHE, tmp_path_factory.mktemp("testimage"))
+    server = ImageServer(urls[0], image, ARTIFACTS / "image-server.log").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def stacked(pytestconfig, minstack_cli, network_before, request):
-    """With --stack: the first ./stack.py run, which every other test builds on."""
+def stacked(pytestconfig, minstack_cli, network_before, image_server, request):
+    """With --stack: the first ./stack.py run, which every other test builds on.
+
+    A copy of the served image cached by an earlier session is removed first, so that this run
+    really downloads, checks and uploads it."""
     if not pytestconfig.getoption("--stack"):
         return None
     if os.geteuid() != 0:
         pytest.exit("the functional suite stacks this host: run it as root", returncode=2)
+    if image_server:
+        from minstack import images
+        from minstack.paths import CACHE
+        images.cached_path(image_server.url, CACHE).unlink(missing_ok=True)
     proc = minstack_cli.stack()
     if proc.returncode != 0:
         pytest.exit(f"./stack.py failed (exit {proc.returncode}); output in {ARTIFACTS}:\n"
@@ -109,6 +136,16 @@ def stacked(pytestconfig, minstack_cli, network_before, request):
 def settings(localrc):
     from minstack.cli import load_config
     return load_config(str(localrc))
+
+
+@pytest.fixture(scope="session")
+def test_image(settings) -> dict:
+    """The bootable image this stack uploaded, as the stack recorded it: name, console marker, and
+    whether minstack built it offline (minstack.images.uploaded)."""
+    from minstack import images
+    uploaded = images.uploaded(settings)
+    assert uploaded, f"{images.record_file(settings)} lists no image: the image phase did not run"
+    return uploaded[0]
 
 
 @pytest.fixture(scope="session")

@@ -32,9 +32,9 @@ def inventory(admin_conn) -> dict:
     }
 
 
-def test_two_more_runs_duplicate_nothing_and_keep_a_users_server(minstack_cli, settings, admin_conn):
+def test_two_more_runs_duplicate_nothing_and_keep_a_users_server(minstack_cli, settings, admin_conn, test_image):
     demo = identity.user_connection(settings, "demo", "demo")
-    image = demo.image.find_image("minstack-testimage", ignore_missing=False)
+    image = demo.image.find_image(test_image["name"], ignore_missing=False)
     server = demo.compute.find_server(KEEPER) or demo.compute.create_server(
         name=KEEPER, image_id=image.id, flavor_id=demo.compute.find_flavor("cirros256").id,
         networks=[{"uuid": demo.network.find_network("private").id}])
@@ -66,11 +66,14 @@ def test_a_failed_run_reports_clearly_and_the_next_resumes(minstack_cli, phase):
     assert "the stack is up" in out
 
 
-def test_looping_vm_launching_ten_rounds_no_failure(localrc):
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "loop_boot.py"), "10", "--config", str(localrc),
-                           "--json"], capture_output=True, text=True, timeout=3000)
+LOOP_ROUNDS = 20  # the long tier's load: twenty boots of the (bigger, CirrOS-like) test image
+
+
+def test_looping_vm_launching_twenty_rounds_no_failure(localrc):
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "loop_boot.py"), str(LOOP_ROUNDS), "--config",
+                           str(localrc), "--json"], capture_output=True, text=True, timeout=3000)
     summary = json.loads(proc.stdout)
-    assert summary["rounds"] == 10
+    assert summary["rounds"] == LOOP_ROUNDS
     assert summary["failures"] == 0, [r for r in summary["details"] if not r["ok"]]
     assert proc.returncode == 0
     (REPO / "tests" / "artifacts").mkdir(exist_ok=True)

@@ -80,6 +80,17 @@ def test_second_run_changes_nothing(minstack_cli, settings, admin_conn, marker_p
     assert (MARKER, marker_project) in after["projects"]
 
 
+def test_the_served_image_was_downloaded_once_and_checked_against_its_sums(image_server, settings):
+    """The first run downloaded the image, then fetched the SHA256SUMS beside it and found the sum
+    matching; the second run (above) used the cached copy instead of downloading again."""
+    assert image_server, "tests/functional/localrc's IMAGE_URLS names no http://127.0.0.1 URL to serve"
+    assert len(image_server.downloads()) == 1, image_server.requests
+    sums = [r for r in image_server.requests if r.path == image_server.sums_path and r.status == 200]
+    assert sums and image_server.requests.index(sums[0]) > image_server.requests.index(image_server.downloads()[0])
+    log = (settings.logdir / "phases" / "image.log").read_text()
+    assert f"downloading {image_server.url}" in log and "sha256 verified against SHA256SUMS" in log
+
+
 def test_status_lists_every_service(minstack_cli):
     proc = minstack_cli.stack("status")
     assert proc.returncode == 0, proc.stdout

@@ -38,6 +38,7 @@ def test_download_once_and_verify_published_sum(tmp_path):
     assert path.read_bytes() == data
     (tmp_path / "site" / "img.qcow2").unlink()  # cached: the publisher is not asked again
     assert images.download(url, tmp_path / "cache", LOG) == path
+    assert images.cached_path(url, tmp_path / "cache") == path  # where the functional suite looks
 
 
 def test_download_refuses_a_checksum_mismatch(tmp_path):

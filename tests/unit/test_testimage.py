@@ -240,6 +240,18 @@ def test_cpio_is_root_owned_with_device_nodes(tmp_path):
     assert stat.S_ISCHR(mode) and rdev == (5 << 8 | 1)
 
 
+def test_cpio_keeps_setuid_bits_and_directory_symlinks(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "run").symlink_to("../run")
+    (tmp_path / "sudo").write_bytes(b"ELF")
+    (tmp_path / "sudo").chmod(0o4755)
+    entries = read_cpio(ti.cpio_newc(tmp_path))
+    assert stat.S_ISLNK(entries["var/run"][0])
+    assert entries["var/run"][2] == b"../run"
+    assert stat.S_IMODE(entries["sudo"][0]) == 0o4755
+
+
 def test_cpio_is_reproducible(tmp_path):
     (tmp_path / "a").write_text("x")
     first = ti.cpio_newc(tmp_path)
@@ -321,6 +333,37 @@ def test_every_image_file_is_wired_into_the_build():
     for name, (_, mode) in ti.INITRAMFS_FILES.items():
         if mode & 0o111:
             assert (FILES / name).read_text().startswith("#!"), name
+
+
+def test_image_has_what_tempest_runs_as_cirros():
+    """sudo (setuid, passwordless for cirros), curl, util-linux blkid, a
+    setuid busybox for ping, /var/run/udhcpc.eth0.pid (see try-testimage.sh
+    for the real boot)."""
+    assert ti.GUEST_BINARIES["usr/bin/sudo"] == 0o4755
+    assert {"usr/bin/curl", "sbin/blkid", "usr/libexec/sudo/sudoers.so"} \
+        <= set(ti.GUEST_BINARIES)
+    assert ti.BUSYBOX_MODE == 0o4755
+    assert ("var/run", "../run") in ti.INITRAMFS_LINKS
+    assert ti.INITRAMFS_FILES["sudoers"] == ("etc/sudoers", 0o440)
+    rules = [line.split() for line in (FILES / "sudoers").read_text().splitlines()
+             if line and not line.startswith(("#", "Defaults"))]
+    assert ["cirros", "ALL=(ALL)", "NOPASSWD:", "ALL"] in rules
+    pam = (FILES / "pam-sudo").read_text()
+    assert "auth     required pam_deny.so" in pam  # never a password
+    init = (FILES / "init").read_text()
+    assert "-p /run/udhcpc.eth0.pid" in init
+    assert "\nprobe_block_devices\n" in init  # blkid's cache for cirros
+
+
+def test_guest_binaries_need_only_packaged_libraries(tmp_path):
+    """The ELF closure looks in sudo's private directory and names a missing
+    soname rather than building an image whose sudo cannot start."""
+    unpacked = tmp_path / "unpacked"
+    private = unpacked / "usr" / "libexec" / "sudo"
+    private.mkdir(parents=True)
+    (private / "libsudo_util.so.0").write_bytes(b"lib")
+    assert ti._find_lib(unpacked, "libsudo_util.so.0") == \
+        private / "libsudo_util.so.0"
 
 
 def test_syslinux_boots_serial_console_kernel_and_initrd():
