@@ -41,16 +41,28 @@ class Image(Phase):
             if not any(meta for _, meta in wanted if not meta["name"].endswith(("-kernel", "-ramdisk"))):
                 wanted.append(offline_image())
 
+        asked = [] if s.offline else list(s.image_urls)
+
         def upload():
             conn = identity.admin_connection(s)
             for item, _ in wanted:
                 images.ensure_uploaded(conn, item, ctx.log)
-            bootable = [meta for item, meta in wanted if item.disk_format not in ("aki", "ari")]
+            bootable = [{**meta, "asked": asked} for item, meta in wanted if item.disk_format not in ("aki", "ari")]
             ctx.write_file(images.record_file(s), json.dumps(bootable, indent=1) + "\n", mode=0o600)
 
+        def current() -> bool:
+            """The images uploaded for these IMAGE_URLS (and OFFLINE) are recorded and active in Glance."""
+            recorded = images.uploaded(s)
+            if not recorded or any(r.get("asked") != asked for r in recorded):
+                return False
+            conn = identity.admin_connection(s)
+            return all(getattr(conn.image.find_image(r["name"]), "status", None) == "active" for r in recorded)
+
         return [
-            Step("fetch", fetch, "download IMAGE_URLS into files/cache (or build the offline test image)"),
-            Step("upload", upload, "upload to Glance (public) unless an active image of that name exists"),
+            Step("fetch", fetch, "download IMAGE_URLS into files/cache (or build the offline test image)",
+                 check=current),
+            Step("upload", upload, "upload to Glance (public) unless an active image of that name exists",
+                 check=current),
         ]
 
     def summary(self, settings):
