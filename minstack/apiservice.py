@@ -106,13 +106,7 @@ class ApiService(Phase):
         apis = self.apis(s)
         steps += [ctx.files_step(f"uwsgi config {api.daemon}", f"{self.uwsgi_ini(api)}: {api.module}",
                                  lambda api=api: [self.uwsgi_config(ctx, api)]) for api in apis]
-        catalog = self.entry.catalog
-        if catalog and self.project != "keystone" and any(api.daemon == catalog.api for api in apis):
-            # before start: once the API answers, it can also check the tokens it is sent
-            url = catalogue.url(s, catalog.api)
-            steps.append(Step("keystone account", lambda differs: self.ensure_account(s), f"user {catalog.user or catalog.name}, "
-                              f"service {catalog.name} ({catalog.type}), endpoints {url}",
-                              observe=lambda: self.account_differs(s)))
+        steps += self.account_steps(ctx)  # before start: once the API answers, it can check tokens too
         steps += [ctx.start_step(daemon) for daemon in self.daemons(ctx)]
         steps += self.after_start(ctx)
         return steps
@@ -136,6 +130,17 @@ class ApiService(Phase):
                             processes=s.api_workers, threads=1, env=self.config_files_env(s, api), pyargv="")
 
     # ---- the Keystone account ---------------------------------------------------------------------
+    def account_steps(self, ctx) -> list[Step]:
+        """The service's user, catalog entry and endpoints, where this host serves the API they name."""
+        s = ctx.settings
+        catalog = self.entry.catalog
+        if not catalog or catalog.api not in {api.daemon for api in self.apis(s)}:
+            return []
+        url = catalogue.url(s, catalog.api)
+        return [Step("keystone account", lambda differs: self.ensure_account(s),
+                     f"user {catalog.user or catalog.name}, service {catalog.name} ({catalog.type}), endpoints {url}",
+                     observe=lambda: self.account_differs(s))]
+
     def account_differs(self, settings) -> list[str]:
         catalog = self.entry.catalog
         return identity.service_account_differs(settings, identity.admin_connection(settings),
