@@ -92,16 +92,20 @@ def network_before() -> dict:
 
 
 @pytest.fixture(scope="session")
-def image_server(settings, tmp_path_factory):
+def image_server(localrc, tmp_path_factory):
     """The server behind the localrc's IMAGE_URLS entry on 127.0.0.1 (image_server.py), for the
     whole session (re-stacks download from it too); None when the localrc names no such URL.
 
     What it serves is minstack's offline test image, built here by minstack's own builder (cached
-    in files/cache like the stack's own build), so a fresh host needs nothing prepared."""
+    in files/cache like the stack's own build), so a fresh host needs nothing prepared.
+
+    It reads IMAGE_URLS from a load of its own: the session's `settings` must not be loaded before
+    the first stack, which generates (and keeps) the passwords a load before it would invent."""
     from image_server import ImageServer, served_here
     from minstack import testimage
+    from minstack.cli import load_config
     from minstack.paths import CACHE
-    urls = [url for url in settings.image_urls if served_here(url)]
+    urls = [url for url in load_config(str(localrc)).image_urls if served_here(url)]
     if not urls:
         yield None
         return
