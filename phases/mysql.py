@@ -1,11 +1,27 @@
-"""MariaDB: configured, started (supervised where there is no systemd), root@'%' for the services."""
+"""MariaDB: configured, started (supervised where there is no systemd), one account per service.
+
+MariaDB listens on BASE_SERVICES_HOST (loopback by default: nothing off this host uses it).
+There is no root login over TCP; minstack itself administers it over the unix socket.
+"""
 from __future__ import annotations
 
 from minstack import mysql
+from minstack.derived_secrets import database_password
 from minstack.phase import Phase, Step
 from minstack.supervisor import Daemon
 
 CONF = "/etc/mysql/mariadb.conf.d/99-minstack.cnf"
+
+
+def enabled_accounts(settings) -> dict[str, tuple[str, ...]]:
+    """account -> its databases, for the services this stack runs."""
+    return {account: databases for account, (services, databases) in mysql.ACCOUNTS.items()
+            if settings.is_enabled(*services)}
+
+
+def remote_root_hosts() -> list[str]:
+    """root accounts that log in over the network (older minstack made root@'%')."""
+    return [host for host in mysql.account_hosts("root") if host != "localhost"]
 
 
 class MySQL(Phase):
@@ -15,16 +31,41 @@ class MySQL(Phase):
 
     def steps(self, ctx):
         s = ctx.settings
+        host = s.base_services_host
         [daemon] = self.daemons(ctx)
+        accounts = enabled_accounts(s)
+
+        def ensure_accounts():
+            for account, databases in accounts.items():
+                mysql.ensure_account(account, database_password(s, account), host, databases)
+
+        def accounts_work():
+            return all(mysql.account_login_works(account, database_password(s, account), host, databases)
+                       for account, databases in accounts.items())
+
         return [
             Step("config", lambda: ctx.render("mysql/99-minstack.cnf.j2", CONF, restarts=("mysql",)),
-                 f"{CONF}: bind {s.service_host}, skip-name-resolve"),
+                 f"{CONF}: bind {host}, skip-name-resolve"),
             Step("run dir", lambda: ctx.ensure_dir("/run/mysqld", owner="mysql"), "/run/mysqld owned by mysql"),
             Step("start", lambda: ctx.start(daemon), "start mariadbd and wait until it answers a ping"),
-            Step("root password", lambda: mysql.ensure_root_password(s.database_password),
-                 "root@'%' with DATABASE_PASSWORD, for the services",
-                 check=lambda: mysql.service_login_works(s.service_host, s.database_password)),
+            Step("no remote root", lambda: mysql.drop_account("root", keep_host="localhost"),
+                 "root logs in over the unix socket only (no root@'%')", check=lambda: not remote_root_hosts()),
+            Step("service accounts", ensure_accounts,
+                 f"{', '.join(accounts)}: each @{host}, ALL on its own databases only",
+                 check=accounts_work),
         ]
+
+    def clean(self, ctx):
+        """The service accounts (any host), then the drop-in; the databases went with their phases."""
+        try:
+            for account in mysql.ACCOUNTS:
+                for host in mysql.drop_account(account):
+                    ctx.log.info("dropped MariaDB account %s@%s", account, host)
+            for host in mysql.drop_account("root", keep_host="localhost"):
+                ctx.log.info("dropped MariaDB account root@%s", host)
+        except Exception as exc:  # MariaDB is down: say so rather than pretend
+            ctx.log.warning("could not drop MariaDB's service accounts: %s", exc)
+        ctx.remove_files(CONF)
 
 
 PHASE = MySQL(name="mysql", requires=("packages",), services=("mysql",), debs=("mysql",),

@@ -1,5 +1,8 @@
-"""RabbitMQ: bound to SERVICE_HOST, user stackrabbit, readiness proven with a real AMQP login."""
+"""RabbitMQ: bound to BASE_SERVICES_HOST, user stackrabbit, readiness proven with a real AMQP login."""
 from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
 
 import pika
 
@@ -10,6 +13,8 @@ from minstack.supervisor import Daemon
 ENV_CONF = "/etc/rabbitmq/rabbitmq-env.conf"
 USER = "stackrabbit"
 CTL = "/usr/sbin/rabbitmqctl"
+# The node's database (rabbit@<host>, its feature flags, plugins, pid file) appears at the first start.
+MNESIA = Path("/var/lib/rabbitmq/mnesia")
 
 
 def amqp_login_works(host: str, password: str) -> bool:
@@ -24,21 +29,36 @@ def amqp_login_works(host: str, password: str) -> bool:
         return False
 
 
+def node_database() -> list[Path]:
+    return sorted(MNESIA.glob("rabbit@*")) if MNESIA.is_dir() else []
+
+
+def epmd_addresses(host: str) -> str:
+    """epmd listens on loopback (rabbitmqctl needs it there) and, when opened, on the base services' address."""
+    return "127.0.0.1" if ipaddress.ip_address(host).is_loopback else f"127.0.0.1,{host}"
+
+
 class Rabbit(Phase):
     def daemons(self, ctx):
         s = ctx.settings
         home = {"HOME": "/var/lib/rabbitmq"}
         # epmd is started by us (not forked off by RabbitMQ) so it is supervised and stopped with the rest.
-        epmd = Daemon("epmd", ["/usr/bin/epmd", "-address", f"127.0.0.1,{s.service_host}"],
+        epmd = Daemon("epmd", ["/usr/bin/epmd", "-address", epmd_addresses(s.base_services_host)],
                       user="rabbitmq", env=home, service="rabbit")
         server = Daemon("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], user="rabbitmq",
                         env=home, service="rabbit", stop_timeout=60,
                         ready=lambda: ctx.sh.ok([CTL, "-q", "await_startup", "--timeout", "5"]))
         return [epmd, server]
 
+    def database_marker(self, ctx) -> Path:
+        """Present when minstack's first start created RabbitMQ's database (so --clean removes it)."""
+        return ctx.settings.state_dir / "rabbitmq-database-created"
+
     def steps(self, ctx):
         s = ctx.settings
+        host = s.base_services_host
         epmd, server = self.daemons(ctx)
+        marker = self.database_marker(ctx)
 
         def ensure_user():
             users = ctx.sh.output([CTL, "-q", "list_users"])
@@ -49,19 +69,38 @@ class Rabbit(Phase):
             ctx.sh.run([CTL, "-q", "set_permissions", "-p", "/", USER, ".*", ".*", ".*"])
 
         def prove_login():
-            if not amqp_login_works(s.service_host, s.rabbit_password):
-                raise MinstackError(f"AMQP login as {USER} to {s.service_host}:5672 failed; "
+            if not amqp_login_works(host, s.rabbit_password):
+                raise MinstackError(f"AMQP login as {USER} to {host}:5672 failed; "
                                     "see $LOGDIR/rabbitmq.log")
 
         return [
             Step("config", lambda: ctx.render("rabbit/rabbitmq-env.conf.j2", ENV_CONF, restarts=("rabbitmq",)),
-                 f"{ENV_CONF}: listen on {s.service_host}:5672"),
-            Step("start epmd", lambda: ctx.start(epmd), "Erlang's port mapper, on loopback"),
+                 f"{ENV_CONF}: listen on {host}:5672"),
+            Step("database owner", lambda: marker.write_text("minstack started RabbitMQ first\n"),
+                 "remember that minstack's start creates RabbitMQ's database (--clean removes it then)",
+                 check=lambda: marker.exists() or bool(node_database())),
+            Step("start epmd", lambda: ctx.start(epmd), f"Erlang's port mapper, on {epmd_addresses(host)}"),
             Step("start", lambda: ctx.start(server), "start RabbitMQ and wait for await_startup"),
             Step("user", ensure_user, f"user {USER} with RABBIT_PASSWORD on vhost /",
-                 check=lambda: amqp_login_works(s.service_host, s.rabbit_password)),
+                 check=lambda: amqp_login_works(host, s.rabbit_password)),
             Step("amqp login", prove_login, "prove a client can log in over AMQP"),
         ]
+
+    def clean(self, ctx):
+        """stackrabbit and the env file; the database too when minstack's first start made it
+        (RabbitMQ is stopped for that: --clean stops it anyway)."""
+        users = ctx.sh.output([CTL, "-q", "list_users"], check=False) if ctx.sh.ok([CTL, "-q", "status"]) else ""
+        if any(line.split()[:1] == [USER] for line in users.splitlines()):
+            ctx.sh.run([CTL, "-q", "delete_user", USER])
+        ctx.remove_files(ENV_CONF)
+        if self.database_marker(ctx).exists():
+            for daemon in reversed(self.daemons(ctx)):
+                ctx.supervisor.stop(daemon, ctx.log)
+            for path in node_database():
+                if path.is_dir():
+                    ctx.remove_trees(path)
+                else:
+                    ctx.remove_files(path)
 
 
 PHASE = Rabbit(name="rabbit", requires=("packages", "prereqs"), services=("rabbit",), debs=("rabbit",),
