@@ -1,0 +1,289 @@
+"""A strict fingerprint of what a stack can change on this host, and the difference of two.
+
+Taken before the first ./stack.py and after ./unstack.py --clean (test_zz_lifecycle.py), and
+around every refused configuration (test_bad_input.py).  Each part is a sorted list of lines;
+:func:`difference` names every line that appeared or disappeared.
+
+- ``etc``: every file under /etc with its type, mode, owner and the SHA-256 of its content (not
+  its mtime: a file written again with the same content is the same file);
+- ``users``/``groups``: /etc/passwd and /etc/group, one line each;
+- ``mariadb``: its accounts (user@host) and databases; ``rabbitmq``: its users and vhosts.
+  When the server is down, MariaDB is asked through a private instance on a socket of its own
+  (no network), and RabbitMQ's state is what its database directory holds;
+- ``listening``: every listening TCP/UDP socket with the program behind it;
+- ``processes``: every daemon (a session leader whose parent is PID 1) and what it runs,
+  with its children;
+- ``ip addr``/``ip route``/``ip link``/``netns``/``nft``: the network, without counters,
+  address lifetimes and interface numbers, which move by themselves.
+
+Distro packages stay installed by design (README), so the suite takes its "before" after the
+packages phase has run: what packages bring is in both fingerprints; everything a stack adds
+beyond the packages shows up.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pymysql
+
+MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
+RABBIT_DB = Path("/var/lib/rabbitmq/mnesia")
+ACCOUNT_FILES = ("passwd", "group", "shadow", "gshadow", "passwd-", "group-", "shadow-", "gshadow-",
+                 "subuid", "subgid", "subuid-", "subgid-")
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+
+
+# ---- /etc, users, groups ---------------------------------------------------------------------------
+def _without_accounts(data: bytes, keep_accounts: tuple[str, ...]) -> bytes:
+    """An account file minus what belongs to accounts that stay by design (the stack user): their
+    lines, and their names in group member lists (the groups libvirt and kvm that it joined)."""
+    kept = {name.encode() for name in keep_accounts}
+    lines = []
+    for line in data.splitlines(keepends=True):
+        fields = line.rstrip(b"\n").split(b":")
+        if fields[0] in kept:
+            continue
+        if len(fields) in (3, 4) and fields[-1]:  # group (name:x:gid:members), gshadow (name:pw:admins:members)
+            fields[-1] = b",".join(m for m in fields[-1].split(b",") if m not in kept)
+            line = b":".join(fields) + b"\n"
+        lines.append(line)
+    return b"".join(lines)
+
+
+def etc_files(root: str = "/etc", keep_accounts: tuple[str, ...] = ()) -> list[str]:
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            owner = f"{oct(stat.S_IMODE(st.st_mode))} {st.st_uid}:{st.st_gid}"
+            if stat.S_ISLNK(st.st_mode):
+                lines.append(f"{path} -> {os.readlink(path)}")
+            elif stat.S_ISDIR(st.st_mode):
+                lines.append(f"{path}/ {owner}")
+            elif stat.S_ISREG(st.st_mode):
+                try:
+                    data = Path(path).read_bytes()
+                except OSError as error:
+                    lines.append(f"{path} {owner} unreadable: {error.strerror}")
+                    continue
+                if dirpath == root and name in ACCOUNT_FILES:
+                    data = _without_accounts(data, keep_accounts)
+                lines.append(f"{path} {owner} sha256:{hashlib.sha256(data).hexdigest()[:16]}")
+            else:
+                lines.append(f"{path} {owner} special")
+    return lines
+
+
+def accounts(path: str, keep_accounts: tuple[str, ...]) -> list[str]:
+    return sorted(line for line in _without_accounts(Path(path).read_bytes(), keep_accounts).decode().splitlines()
+                  if line)
+
+
+# ---- MariaDB and RabbitMQ ----------------------------------------------------------------------------
+def _mariadb_query(socket_path: str) -> list[str]:
+    conn = pymysql.connect(unix_socket=socket_path, user="root", connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT User, Host FROM mysql.user")
+            users = [f"account {user}@{host}" for user, host in cur.fetchall()]
+            cur.execute("SHOW DATABASES")
+            databases = [f"database {name}" for (name,) in cur.fetchall()]
+    finally:
+        conn.close()
+    return sorted(users + databases)
+
+
+@contextmanager
+def private_mariadb():
+    """A mariadbd of our own on the real data directory, on a socket of its own, no network."""
+    work = Path(tempfile.mkdtemp(prefix="minstack-fingerprint-"))
+    shutil.chown(work, "mysql", "mysql")
+    sock = work / "mysqld.sock"
+    proc = subprocess.Popen(["/usr/sbin/mariadbd", "--user=mysql", "--skip-networking", f"--socket={sock}",
+                             f"--pid-file={work}/mysqld.pid", f"--log-error={work}/error.log"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
+                raise RuntimeError(f"a private mariadbd did not start: {log[-2000:]}")
+            time.sleep(0.2)
+        yield str(sock)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mariadb_answers(socket_path: str) -> bool:
+    try:
+        pymysql.connect(unix_socket=socket_path, user="root", connect_timeout=3).close()
+        return True
+    except pymysql.MySQLError:
+        return False
+
+
+def mariadb() -> list[str]:
+    if _mariadb_answers(MARIADB_SOCKET):
+        return _mariadb_query(MARIADB_SOCKET)
+    if not Path("/var/lib/mysql/mysql").is_dir():
+        return ["no MariaDB data directory"]
+    with private_mariadb() as sock:
+        return _mariadb_query(sock)
+
+
+def _rabbit_runs() -> bool:
+    return any(p.info["name"] == "beam.smp" and p.info["username"] == "rabbitmq"
+               for p in psutil.process_iter(["name", "username"]))
+
+
+def rabbitmq() -> list[str]:
+    if _rabbit_runs():
+        users = _run("rabbitmqctl", "-q", "list_users").splitlines()
+        vhosts = _run("rabbitmqctl", "-q", "list_vhosts").splitlines()
+        return sorted([f"user {line.split()[0]}" for line in users if line.strip() and line.split()[0] != "user"]
+                      + [f"vhost {line.strip()}" for line in vhosts if line.strip() and line.strip() != "name"])
+    # Down: its database directory says whether a node database exists at all.
+    return sorted(f"database {p.name}" for p in RABBIT_DB.iterdir()) if RABBIT_DB.is_dir() else []
+
+
+# ---- sockets and processes ----------------------------------------------------------------------------
+def _name(pid: int | None) -> str:
+    try:
+        return psutil.Process(pid).name() if pid else "?"
+    except psutil.Error:
+        return "?"
+
+
+def listening(pids: set[int] | None = None) -> list[str]:
+    """Every listening socket (or only those of these processes) as "tcp 127.0.0.1:3306 mariadbd"."""
+    lines = set()
+    for c in psutil.net_connections(kind="inet"):
+        if pids is not None and c.pid not in pids:
+            continue
+        if c.type == 1 and c.status == psutil.CONN_LISTEN:  # SOCK_STREAM
+            lines.add(f"tcp {c.laddr.ip}:{c.laddr.port} {_name(c.pid)}")
+        elif c.type == 2 and not c.raddr:  # SOCK_DGRAM, not connected
+            lines.add(f"udp {c.laddr.ip}:{c.laddr.port} {_name(c.pid)}")
+    return sorted(lines)
+
+
+def daemons() -> list[psutil.Process]:
+    """Session leaders whose parent is PID 1 (what daemonizes, and what minstack starts), and their children."""
+    found = []
+    for p in psutil.process_iter(["pid", "ppid"]):
+        try:
+            if p.info["ppid"] == 1 and os.getsid(p.pid) == p.pid:
+                found += [p, *p.children(recursive=True)]
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def processes() -> list[str]:
+    lines = set()
+    for p in daemons():
+        try:
+            lines.add(f"{p.username()} {p.name()}: {' '.join(p.cmdline())[:300]}")
+        except psutil.Error:
+            continue
+    return sorted(lines)
+
+
+# ---- the network ------------------------------------------------------------------------------------------
+def ip_json(*args: str) -> list[dict]:
+    return json.loads(_run("ip", "-j", *args) or "[]")
+
+
+def network() -> dict[str, list[str]]:
+    links = sorted(f"{link['ifname']} {link.get('link_type')} {link.get('address', '')} mtu {link.get('mtu')} "
+                   f"master {link.get('master', '-')} {','.join(sorted(link.get('flags', [])))}"
+                   for link in ip_json("link", "show"))
+    addrs = sorted(f"{a['ifname']} {i['local']}/{i['prefixlen']}" for a in ip_json("addr", "show")
+                   for i in a.get("addr_info", []))
+    routes = sorted(json.dumps({k: v for k, v in r.items() if k not in ("expires",)}, sort_keys=True)
+                    for r in ip_json("route", "show", "table", "all"))
+    netns = sorted(line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line.strip())
+    # nft: handles and counters move by themselves; the rules are what matter
+    nft = [re.sub(r"\s*# handle \d+|counter packets \d+ bytes \d+", "", line).rstrip()
+           for line in _run("nft", "list", "ruleset").splitlines()]
+    return {"ip link": links, "ip addr": addrs, "ip route": routes, "netns": netns, "nft": [l for l in nft if l]}
+
+
+# ---- the whole ------------------------------------------------------------------------------------------------
+PARTS = ("etc", "users", "groups", "mariadb", "rabbitmq", "listening", "processes", "network")
+
+
+def take(keep_accounts: tuple[str, ...] = (), parts: tuple[str, ...] = PARTS,
+         trees: tuple[Path, ...] = ()) -> dict[str, list[str]]:
+    """The fingerprint; ``keep_accounts`` are users (and their groups) that stay by design;
+    ``trees`` are extra directories whose files are fingerprinted like /etc's."""
+    result: dict[str, list[str]] = {}
+    if "etc" in parts:
+        result["etc"] = etc_files("/etc", keep_accounts)
+    if "users" in parts:
+        result["users"] = accounts("/etc/passwd", keep_accounts)
+    if "groups" in parts:
+        result["groups"] = accounts("/etc/group", keep_accounts)
+    if "mariadb" in parts:
+        result["mariadb"] = mariadb()
+    if "rabbitmq" in parts:
+        result["rabbitmq"] = rabbitmq()
+    if "listening" in parts:
+        result["listening"] = listening()
+    if "processes" in parts:
+        result["processes"] = processes()
+    if "network" in parts:
+        result.update(network())
+    for tree in trees:
+        result[str(tree)] = etc_files(str(tree)) if Path(tree).is_dir() else (
+            [f"{tree} sha256:{hashlib.sha256(Path(tree).read_bytes()).hexdigest()[:16]}"]
+            if Path(tree).exists() else [])
+    return result
+
+
+def difference(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
+    """Every line that appeared (+) or disappeared (-), by part; empty when the host is as it was."""
+    lines = []
+    for part in sorted(set(before) | set(after)):
+        old, new = set(before.get(part, [])), set(after.get(part, []))
+        lines += [f"{part}: - {line}" for line in sorted(old - new)]
+        lines += [f"{part}: + {line}" for line in sorted(new - old)]
+    return lines
+
+
+def settled_difference(before: dict[str, list[str]], take_again, tries: int = 3, pause: float = 2.0) -> list[str]:
+    """The difference, taken again (up to ``tries`` times) while it is only in moving parts:
+    a helper process a daemon runs for a second is not a change; one that stays is."""
+    diff = difference(before, take_again())
+    for _ in range(tries - 1):
+        if not diff or any(not line.startswith(("processes:", "listening:")) for line in diff):
+            break
+        time.sleep(pause)
+        diff = difference(before, take_again())
+    return diff
+
+
+def save(fingerprint: dict[str, list[str]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
