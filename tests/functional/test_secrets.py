@@ -80,7 +80,7 @@ def leaks_in(data: bytes, where: str, secrets: dict[str, str]) -> list[str]:
     return [f"{where} holds {what}" for needle, what in needles(secrets).items() if needle in data]
 
 
-def readable_files(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+def readable_files(root: Path, skip: tuple[str, ...] = (), max_size: int | None = None) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not any(os.path.join(dirpath, d).endswith("/" + s) for s in skip)]
@@ -90,14 +90,14 @@ def readable_files(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
                 st = path.lstat()
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_size <= 5 * 2**20:
+            if stat.S_ISREG(st.st_mode) and (max_size is None or st.st_size <= max_size):
                 files.append(path)
     return files
 
 
 def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stack_secrets):
     roots = [Path("/etc"), settings.dest, settings.data_dir, REPO]
-    candidates = {p for root in roots if root.exists() for p in readable_files(root, SKIP_DIRS)}
+    candidates = {p for root in roots if root.exists() for p in readable_files(root, SKIP_DIRS, max_size=5 * 2**20)}
     holding = {}
     for path in sorted(candidates):
         leaks = leaks_in(path.read_bytes(), str(path), stack_secrets)
