@@ -178,7 +178,7 @@ def host_before(pytestconfig, minstack_cli, localrc):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def stacked(pytestconfig, minstack_cli, network_before, host_before, command_lines, request):
+def stacked(pytestconfig, command_lines, var_log_before, minstack_cli, network_before, host_before, request):
     """With --stack: the first ./stack.py run, which every other test builds on."""
     if not pytestconfig.getoption("--stack"):
         return None
