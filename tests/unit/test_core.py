@@ -187,3 +187,19 @@ def test_rootwrap_conf_rewrite_points_at_etc_and_appends_venv():
     assert "filters_path=/etc/nova/rootwrap.d\n" in out
     assert "exec_dirs=/sbin,/usr/sbin,/bin,/usr/bin,/opt/stack/data/venv/bin\n" in out
     assert rewrite_conf(out, "nova", Path("/opt/stack/data/venv")) == out  # idempotent
+
+
+def test_systemd_supervisor_forget_disables_and_removes_the_unit(tmp_path, monkeypatch):
+    """./unstack.py --clean: no minstack-<name>.service stays enabled (remove_unit was never called)."""
+    from minstack import supervisor
+    calls = []
+    monkeypatch.setattr(supervisor.subprocess, "run", lambda argv, **kw: calls.append(argv))
+    sup = supervisor.SystemdSupervisor(tmp_path / "run", tmp_path / "logs")
+    sup.unit_dir = tmp_path
+    daemon = supervisor.Daemon("memcached", ["/usr/bin/memcached"])
+    unit = tmp_path / "minstack-memcached.service"
+    unit.write_text("[Unit]\n")
+    sup.forget(daemon)
+    assert not unit.exists()
+    assert ["systemctl", "disable", "minstack-memcached.service"] in calls
+    assert ["systemctl", "daemon-reload"] in calls
