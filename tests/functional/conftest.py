@@ -172,7 +172,8 @@ def host_before(pytestconfig, minstack_cli, localrc):
         pytest.exit(f"./stack.py --only packages failed (exit {proc.returncode}); output in {ARTIFACTS}",
                     returncode=1)
     from minstack.cli import load_config
-    before = fingerprint.take(keep_accounts=(load_config(str(localrc)).stack_user,))
+    config = load_config(str(localrc))
+    before = fingerprint.take(keep_accounts=(config.stack_user,), dest=config.dest)
     fingerprint.save(before, ARTIFACTS / "fingerprint-before.json")
     return before
 

@@ -11,8 +11,8 @@ around every refused configuration (test_bad_input.py).  Each part is a sorted l
   When the server is down, MariaDB is asked through a private instance on a socket of its own
   (no network), and RabbitMQ's state is what its database directory holds;
 - ``listening``: every listening TCP/UDP socket with the program behind it;
-- ``processes``: every daemon (a session leader whose parent is PID 1) and what it runs,
-  with its children;
+- ``processes``: every daemon (a session leader whose parent is PID 1, and its children) that
+  runs a program of minstack's packages or of $DEST, or as the stack user;
 - ``ip addr``/``ip route``/``ip link``/``netns``/``nft``: the network, without counters,
   address lifetimes and interface numbers, which move by themselves.
 
@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import psutil
@@ -39,6 +40,7 @@ import pymysql
 
 MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
 RABBIT_DB = Path("/var/lib/rabbitmq/mnesia")
+DEBS = Path(__file__).resolve().parents[2] / "files" / "debs"
 ACCOUNT_FILES = ("passwd", "group", "shadow", "gshadow", "passwd-", "group-", "shadow-", "gshadow-",
                  "subuid", "subgid", "subuid-", "subgid-")
 
@@ -200,13 +202,29 @@ def daemons() -> list[psutil.Process]:
     return found
 
 
-def processes() -> list[str]:
+@lru_cache(maxsize=1)
+def stack_programs() -> frozenset[str]:
+    """Every file of the distro packages minstack installs (files/debs/*): the programs a stack runs."""
+    names = []
+    for path in DEBS.glob("*"):
+        names += [word for line in path.read_text().splitlines() for word in line.split("#")[0].split()]
+    listing = subprocess.run(["dpkg", "-L", *names], capture_output=True, text=True).stdout
+    return frozenset(os.path.realpath(line) for line in listing.splitlines() if line.startswith("/"))
+
+
+def processes(dest: Path = Path("/opt/stack"), users: tuple[str, ...] = ("stack",)) -> list[str]:
+    """The daemons a stack runs or leaves: a program of its packages (mariadbd, qemu, haproxy, ...),
+    anything from $DEST (the services' venv), anything run by the stack user.  Other daemons of the
+    host (a CI agent, someone else's job) are not the stack's and change by themselves."""
+    programs = stack_programs()
     lines = set()
     for p in daemons():
         try:
-            lines.add(f"{p.username()} {p.name()}: {' '.join(p.cmdline())[:300]}")
+            exe, argv, user = p.exe(), p.cmdline(), p.username()
         except psutil.Error:
             continue
+        if exe in programs or str(dest) in exe or any(str(dest) in arg for arg in argv) or user in users:
+            lines.add(f"{user} {p.name()}: {' '.join(argv)[:300]}")
     return sorted(lines)
 
 
@@ -235,9 +253,10 @@ PARTS = ("etc", "users", "groups", "mariadb", "rabbitmq", "listening", "processe
 
 
 def take(keep_accounts: tuple[str, ...] = (), parts: tuple[str, ...] = PARTS,
-         trees: tuple[Path, ...] = ()) -> dict[str, list[str]]:
-    """The fingerprint; ``keep_accounts`` are users (and their groups) that stay by design;
-    ``trees`` are extra directories whose files are fingerprinted like /etc's."""
+         trees: tuple[Path, ...] = (), dest: Path = Path("/opt/stack")) -> dict[str, list[str]]:
+    """The fingerprint; ``keep_accounts`` are users (and their groups) that stay by design (the stack
+    user, whose processes count); ``trees`` are extra directories whose files are fingerprinted like
+    /etc's; ``dest`` is $DEST."""
     result: dict[str, list[str]] = {}
     if "etc" in parts:
         result["etc"] = etc_files("/etc", keep_accounts)
@@ -252,7 +271,7 @@ def take(keep_accounts: tuple[str, ...] = (), parts: tuple[str, ...] = PARTS,
     if "listening" in parts:
         result["listening"] = listening()
     if "processes" in parts:
-        result["processes"] = processes()
+        result["processes"] = processes(dest, keep_accounts)
     if "network" in parts:
         result.update(network())
     for tree in trees:

@@ -58,7 +58,8 @@ PER_CASE = tuple(part for part in fingerprint.PARTS if part != "rabbitmq")
 
 def host_fingerprint(settings, parts=PER_CASE) -> dict[str, list[str]]:
     """The lifecycle test's fingerprint of the host, plus minstack's own state and run lock."""
-    return fingerprint.take(parts=parts, trees=(settings.state_dir, Path("/run/minstack.lock")))
+    return fingerprint.take(keep_accounts=(settings.stack_user,), parts=parts, dest=settings.dest,
+                            trees=(settings.state_dir, Path("/run/minstack.lock")))
 
 
 @pytest.fixture(scope="module")

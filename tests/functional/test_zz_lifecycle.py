@@ -141,7 +141,7 @@ def test_clean_removes_what_minstack_made_and_nothing_else(minstack_cli, setting
     assert not (REPO / "openrc").exists()
     assert not Path("/usr/local/bin/openstack").exists()
     assert host_network_snapshot() == network_before
-    after = lambda: fingerprint.take(keep_accounts=(settings.stack_user,))  # noqa: E731
+    after = lambda: fingerprint.take(keep_accounts=(settings.stack_user,), dest=settings.dest)  # noqa: E731
     difference = fingerprint.settled_difference(host_before, after)
     fingerprint.save(after(), ARTIFACTS / "fingerprint-after-clean.json")
     (ARTIFACTS / "fingerprint-difference.txt").write_text("\n".join(difference) + "\n")
