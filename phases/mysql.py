@@ -5,6 +5,8 @@ There is no root login over TCP; minstack itself administers it over the unix so
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from minstack import mysql
 from minstack.derived_secrets import database_password
 from minstack.phase import Phase, Step
@@ -56,16 +58,33 @@ class MySQL(Phase):
         ]
 
     def clean(self, ctx):
-        """The service accounts (any host), then the drop-in; the databases went with their phases."""
-        try:
-            for account in mysql.ACCOUNTS:
-                for host in mysql.drop_account(account):
-                    ctx.log.info("dropped MariaDB account %s@%s", account, host)
-            for host in mysql.drop_account("root", keep_host="localhost"):
-                ctx.log.info("dropped MariaDB account root@%s", host)
-        except Exception as exc:  # MariaDB is down: say so rather than pretend
-            ctx.log.warning("could not drop MariaDB's service accounts: %s", exc)
+        """Every service's databases and account (any host), root@'%', then the drop-in.  A MariaDB
+        stopped by ./unstack.py --all is started for that (./unstack.py --clean stops it again)."""
+        if Path("/var/lib/mysql/mysql").is_dir():  # MariaDB is installed
+            try:
+                self.drop_what_minstack_made(ctx)
+            except Exception as exc:  # MariaDB cannot start: say so rather than pretend
+                ctx.log.warning("could not drop MariaDB's service databases and accounts: %s", exc)
         ctx.remove_files(CONF)
+
+    def drop_what_minstack_made(self, ctx):
+        if not _answers():
+            ctx.ensure_dir("/run/mysqld", owner="mysql")
+            ctx.start(self.daemons(ctx)[0])
+        for account, (_, databases) in mysql.ACCOUNTS.items():
+            for name in databases:
+                mysql.drop_database(name)
+            for host in mysql.drop_account(account):
+                ctx.log.info("dropped MariaDB account %s@%s", account, host)
+        for host in mysql.drop_account("root", keep_host="localhost"):
+            ctx.log.info("dropped MariaDB account root@%s", host)
+
+
+def _answers() -> bool:
+    try:
+        return mysql.ping()
+    except Exception:
+        return False
 
 
 PHASE = MySQL(name="mysql", requires=("packages",), services=("mysql",), debs=("mysql",),

@@ -88,12 +88,19 @@ class Rabbit(Phase):
 
     def clean(self, ctx):
         """stackrabbit and the env file; the database too when minstack's first start made it
-        (RabbitMQ is stopped for that: --clean stops it anyway)."""
-        users = ctx.sh.output([CTL, "-q", "list_users"], check=False) if ctx.sh.ok([CTL, "-q", "status"]) else ""
+        (RabbitMQ is stopped for that: --clean stops it anyway).  A RabbitMQ stopped by
+        ./unstack.py --all is started to delete stackrabbit from a database minstack did not make."""
+        marker = self.database_marker(ctx)
+        running = Path(CTL).exists() and ctx.sh.ok([CTL, "-q", "status"])
+        if not running and not marker.exists() and node_database() and Path(ENV_CONF).exists():
+            for daemon in self.daemons(ctx):
+                ctx.start(daemon)
+            running = True
+        users = ctx.sh.output([CTL, "-q", "list_users"], check=False) if running else ""
         if any(line.split()[:1] == [USER] for line in users.splitlines()):
             ctx.sh.run([CTL, "-q", "delete_user", USER])
         ctx.remove_files(ENV_CONF)
-        if self.database_marker(ctx).exists():
+        if marker.exists():
             for daemon in reversed(self.daemons(ctx)):
                 ctx.supervisor.stop(daemon, ctx.log)
             for path in node_database():
