@@ -10,7 +10,7 @@ around every refused configuration (test_bad_input.py).  Each part is a sorted l
 - ``mariadb``: its accounts (user@host) and databases; ``rabbitmq``: its users and vhosts.
   When the server is down, MariaDB is asked through a private instance on a socket of its own
   (no network), and RabbitMQ's state is what its database directory holds;
-- ``listening``: every listening TCP/UDP socket with the program behind it;
+- ``listening``: every listening TCP/UDP socket of the stack's programs (or of an unknown one);
 - ``processes``: every daemon (a session leader whose parent is PID 1, and its children) that
   runs a program of minstack's packages or of $DEST, or as the stack user;
 - ``ip addr``/``ip route``/``ip link``/``netns``/``nft``: the network, without counters,
@@ -177,11 +177,15 @@ def _name(pid: int | None) -> str:
         return "?"
 
 
-def listening(pids: set[int] | None = None) -> list[str]:
-    """Every listening socket (or only those of these processes) as "tcp 127.0.0.1:3306 mariadbd"."""
+def listening(pids: set[int] | None = None, dest: Path = Path("/opt/stack"),
+              users: tuple[str, ...] = ("stack",)) -> list[str]:
+    """Every listening socket of the stack's programs (see :func:`of_the_stack`), or of these
+    processes, as "tcp 127.0.0.1:3306 mariadbd"; a socket whose program is unknown counts too."""
     lines = set()
     for c in psutil.net_connections(kind="inet"):
         if pids is not None and c.pid not in pids:
+            continue
+        if pids is None and c.pid and not of_the_stack(c.pid, dest, users):
             continue
         if c.type == 1 and c.status == psutil.CONN_LISTEN:  # SOCK_STREAM
             lines.add(f"tcp {c.laddr.ip}:{c.laddr.port} {_name(c.pid)}")
@@ -204,27 +208,47 @@ def daemons() -> list[psutil.Process]:
 
 @lru_cache(maxsize=1)
 def stack_programs() -> frozenset[str]:
-    """Every file of the distro packages minstack installs (files/debs/*): the programs a stack runs."""
+    """Every file of the distro packages minstack installs (files/debs/*) and of what they depend on
+    (mariadbd is in mariadb-server-core, epmd in erlang-base), but the host's base system (essential,
+    required and important packages: bash, util-linux, ...).  Paths as dpkg lists them, not
+    resolved: /usr/bin/python3 (a link) does not make every Python program the stack's."""
     names = []
     for path in DEBS.glob("*"):
         names += [word for line in path.read_text().splitlines() for word in line.split("#")[0].split()]
-    listing = subprocess.run(["dpkg", "-L", *names], capture_output=True, text=True).stdout
-    return frozenset(os.path.realpath(line) for line in listing.splitlines() if line.startswith("/"))
+    depends = subprocess.run(["dpkg-query", "-W", "-f=${Depends},${Pre-Depends}\n", *names],
+                             capture_output=True, text=True).stdout
+    names += {re.sub(r"\(.*?\)|:any", "", alternative.split("|")[0]).strip()
+              for alternative in depends.replace("\n", ",").split(",") if alternative.strip()}
+    status = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Essential} ${Priority} ${db:Status-Abbrev}\n",
+                             *sorted(set(names))], capture_output=True, text=True).stdout
+    ours = [fields[0] for fields in map(str.split, status.splitlines())
+            if len(fields) >= 4 and fields[1] != "yes" and fields[2] not in ("required", "important")
+            and fields[3].startswith("ii")]
+    listing = subprocess.run(["dpkg", "-L", *ours], capture_output=True, text=True).stdout
+    return frozenset(line for line in listing.splitlines() if line.startswith("/"))
+
+
+def of_the_stack(pid: int, dest: Path, users: tuple[str, ...]) -> bool:
+    """A process of the stack: a program of its packages (mariadbd, qemu, haproxy, ...), anything
+    from $DEST (the services' venv), anything run by the stack user.  Other programs of the host (a
+    CI agent, someone else's job on a shared host) are not the stack's and change by themselves."""
+    try:
+        p = psutil.Process(pid)
+        exe, argv, user = p.exe(), p.cmdline(), p.username()
+    except psutil.Error:
+        return False
+    return exe in stack_programs() or str(dest) in exe or any(str(dest) in arg for arg in argv) or user in users
 
 
 def processes(dest: Path = Path("/opt/stack"), users: tuple[str, ...] = ("stack",)) -> list[str]:
-    """The daemons a stack runs or leaves: a program of its packages (mariadbd, qemu, haproxy, ...),
-    anything from $DEST (the services' venv), anything run by the stack user.  Other daemons of the
-    host (a CI agent, someone else's job) are not the stack's and change by themselves."""
-    programs = stack_programs()
+    """The stack's daemons (:func:`of_the_stack`) and what they run."""
     lines = set()
     for p in daemons():
         try:
-            exe, argv, user = p.exe(), p.cmdline(), p.username()
+            if of_the_stack(p.pid, dest, users):
+                lines.add(f"{p.username()} {p.name()}: {' '.join(p.cmdline())[:300]}")
         except psutil.Error:
             continue
-        if exe in programs or str(dest) in exe or any(str(dest) in arg for arg in argv) or user in users:
-            lines.add(f"{user} {p.name()}: {' '.join(argv)[:300]}")
     return sorted(lines)
 
 
@@ -269,7 +293,7 @@ def take(keep_accounts: tuple[str, ...] = (), parts: tuple[str, ...] = PARTS,
     if "rabbitmq" in parts:
         result["rabbitmq"] = rabbitmq()
     if "listening" in parts:
-        result["listening"] = listening()
+        result["listening"] = listening(dest=dest, users=keep_accounts)
     if "processes" in parts:
         result["processes"] = processes(dest, keep_accounts)
     if "network" in parts:

@@ -42,7 +42,8 @@ def test_every_listening_socket_is_in_the_readme_table_and_every_row_listens(set
     """Every socket the stack opened (all of the daemons' without --stack) is a row of the README's
     table, and every row listens (the verification instance runs, so its VNC console is there)."""
     if host_before is not None:
-        new = sorted(set(fingerprint.listening()) - set(host_before["listening"]))
+        now = fingerprint.listening(dest=settings.dest, users=(settings.stack_user,))
+        new = sorted(set(now) - set(host_before["listening"]))
     else:
         new = fingerprint.listening(pids={p.pid for p in fingerprint.daemons()})
     rows = listening_table()
