@@ -171,6 +171,12 @@ def host_before(pytestconfig, minstack_cli, localrc):
     if proc.returncode != 0:
         pytest.exit(f"./stack.py --only packages failed (exit {proc.returncode}); output in {ARTIFACTS}",
                     returncode=1)
+    # What an earlier stack of this host left (an older minstack's leftovers, a run cut short) is
+    # not this run's doing: --clean removes it first (its tools are installed now).  A fresh host
+    # has nothing to remove.
+    proc = minstack_cli.unstack("--clean")
+    if proc.returncode != 0:
+        pytest.exit(f"./unstack.py --clean before the first stack failed; output in {ARTIFACTS}", returncode=1)
     from minstack.cli import load_config
     config = load_config(str(localrc))
     before = fingerprint.take(keep_accounts=(config.stack_user,), dest=config.dest)
