@@ -54,7 +54,7 @@ def secrets_of_the_stack(settings) -> dict[str, str]:
         parser.read(tempest_conf)
         for section in parser.sections():
             for key, value in parser.items(section):
-                if "password" in key and value.strip('"'):
+                if key.endswith("password") and value.strip('"') and value not in ("true", "false"):
                     found[f"tempest.conf [{section}] {key}"] = value.strip('"').replace("$$", "$")
     key = key_path(settings)
     if key.exists():  # the private part: the base64 lines after the public key's

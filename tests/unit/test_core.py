@@ -27,7 +27,7 @@ def test_mask_covers_raw_and_url_quoted_forms():
 
 
 def test_mask_covers_json_escaped_and_shell_quoted_forms():
-    secret = """Adm1n "pa$s" w0rd's"""
+    secret = """s3cr "q$t" it's"""
     masking.register(secret)
     import json
     import shlex
