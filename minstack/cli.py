@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from minstack import masking
@@ -14,7 +15,7 @@ from minstack.errors import ConfigError, MinstackError
 from minstack.hostinfo import HostFacts
 from minstack.paths import REPO
 from minstack.phase import Phase
-from minstack.pipeline import Pipeline, load_phases, look, select, waves
+from minstack.pipeline import Pipeline, dependencies, load_phases, look, select, waves
 from minstack.settings import Settings, load_settings, save_generated_secrets
 from minstack.shell import Shell
 from minstack.state import State
@@ -389,6 +390,40 @@ def code_source(settings: Settings, daemon) -> str:
 
 
 # ---- ./unstack.py ------------------------------------------------------------------------------
+def stop_daemons(supervisor, daemons, log, forget: bool = False) -> list:
+    """Stop daemons side by side (nova's six each take seconds); the ones that were running.
+    ``forget``: also remove what the supervisor keeps for them (systemd units, with --clean)."""
+    from concurrent.futures import ThreadPoolExecutor
+    daemons = list(daemons)
+    with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
+        stopped = list(pool.map(lambda d: supervisor.stop(d, log), daemons))
+    if forget:
+        for daemon in daemons:
+            supervisor.forget(daemon)
+    return [d for d, was_running in zip(daemons, stopped) if was_running]
+
+
+def stop_in_reverse_order(phases: list[Phase], stop) -> None:
+    """stop(phase) for every phase, each once every phase that requires it is stopped, independent
+    ones side by side: nova and neutron together, then libvirt and OVN, ..."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    deps = dependencies(phases)
+    waiting_for = {p.name: {q.name for q in phases if p.name in deps[q.name]} for p in phases}
+    by_name = {p.name: p for p in phases}
+    with ThreadPoolExecutor(max_workers=max(1, len(phases))) as pool:
+        running: dict = {}
+        while waiting_for or running:
+            for name in [n for n, after in waiting_for.items() if not after]:
+                del waiting_for[name]
+                running[pool.submit(stop, by_name[name])] = name
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                future.result()  # a phase that failed to stop fails the unstack
+                for after in waiting_for.values():
+                    after.discard(name)
+
+
 def unstack_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="unstack.py", description="Stop what stack.py started.")
     parser.add_argument("-c", "--config", help="localrc or local.conf (default: ./localrc, then ./local.conf)")
@@ -408,35 +443,29 @@ def unstack_main(argv: list[str]) -> int:
     supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
     make = make_context_factory(settings, state, supervisor)
     # Every phase, enabled or not: a service disabled since the last stack still gets stopped.
-    ordered = [p for wave in waves(load_phases()) for p in wave]
+    phases = load_phases()
     stop_all = args.all or args.clean
+    started = time.monotonic()
 
-    def stop(phases):
-        """Phases in reverse order; one phase's daemons side by side (nova's six each take seconds)."""
-        from concurrent.futures import ThreadPoolExecutor
-        for phase in reversed(phases):
-            ctx = make(phase)
-            phase.stop(ctx)
-            daemons = list(reversed(phase.daemons(ctx)))
-            with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
-                stopped = list(pool.map(lambda d: supervisor.stop(d, ctx.log), daemons))
-            for daemon, was_running in zip(daemons, stopped):
-                if was_running:
-                    console.print(f"stopped {daemon.name}")
+    def stop(phase: Phase) -> None:
+        ctx = make(phase)
+        phase.stop(ctx)
+        for daemon in stop_daemons(supervisor, phase.daemons(ctx), ctx.log, forget=args.clean):
+            console.print(f"stopped {daemon.name}")
 
-    stop([p for p in ordered if not p.keep_running_on_unstack])
+    stop_in_reverse_order([p for p in phases if not p.keep_running_on_unstack], stop)
     if args.clean:  # while MariaDB still runs, so each service drops its own database
-        for phase in reversed(ordered):
+        for phase in reversed([p for wave in waves(phases) for p in wave]):
             phase.clean(make(phase))
     if stop_all:
-        stop([p for p in ordered if p.keep_running_on_unstack])
+        stop_in_reverse_order([p for p in phases if p.keep_running_on_unstack], stop)
     if args.clean:
         logging.shutdown()
         for path in (settings.data_dir, settings.logdir):
             if path.exists():
                 shutil.rmtree(path)
                 console.print(f"removed {path}")
-        console.print("minstack: clean; the next ./stack.py starts from scratch")
+        console.print(f"minstack: clean in {time.monotonic() - started:.0f}s; the next ./stack.py starts from scratch")
     else:
         console.print("minstack: stopped" + ("" if stop_all else " (MariaDB, RabbitMQ and memcached keep "
                                                                 "running; --all stops them)"))

@@ -212,6 +212,13 @@ class Context:
             if Path(path).exists():
                 self.sh.run(["rm", "-rf", "--one-file-system", str(path)])
 
+    def remove_files(self, *paths: str | Path) -> None:
+        """Remove files this phase wrote (config drop-ins, units); a missing one is fine."""
+        for path in map(Path, paths):
+            if path.exists() or path.is_symlink():
+                path.unlink()
+                self.log.info("removed %s", path)
+
     def ensure_dir(self, path: str | Path, *, mode: int = 0o755, owner: str = "root",
                    group: str | None = None) -> Path:
         path = Path(path)

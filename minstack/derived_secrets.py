@@ -7,6 +7,7 @@ import hmac
 from minstack import masking
 
 _METADATA_LABEL = b"minstack: neutron/nova metadata_proxy_shared_secret"
+_DATABASE_LABEL = "minstack: MariaDB account {}"
 
 
 def metadata_secret(settings) -> str:
@@ -16,5 +17,17 @@ def metadata_secret(settings) -> str:
     password does, and is masked in every log like the passwords themselves.
     """
     secret = hmac.new(settings.service_password.encode(), _METADATA_LABEL, hashlib.sha256).hexdigest()
+    masking.register(secret)
+    return secret
+
+
+def database_password(settings, account: str) -> str:
+    """The password of one service's MariaDB account (keystone, nova, ...).
+
+    HMAC-SHA256 of the account's name, keyed with DATABASE_PASSWORD: every account has its own
+    password, so the database URL in keystone.conf opens Keystone's database and no other.
+    """
+    secret = hmac.new(settings.database_password.encode(), _DATABASE_LABEL.format(account).encode(),
+                      hashlib.sha256).hexdigest()
     masking.register(secret)
     return secret

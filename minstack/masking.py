@@ -7,7 +7,9 @@ registered too.
 """
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 import threading
 import urllib.parse
 
@@ -17,13 +19,26 @@ _lock = threading.Lock()
 _secrets: list[str] = []
 
 
+def named_forms(value: str) -> dict[str, str]:
+    """The ways a secret is written where it leaks, by name: as it is, URL-encoded (in a database
+    or transport URL), JSON-escaped (in an API body or a JSON log) and shell-quoted (in a command
+    line a tool prints)."""
+    return {"raw": value, "URL-encoded": urllib.parse.quote(value, safe=""),
+            "URL-encoded (/ kept)": urllib.parse.quote(value), "form-encoded": urllib.parse.quote_plus(value),
+            "JSON-escaped": json.dumps(value)[1:-1], "shell-quoted": shlex.quote(value)}
+
+
+def forms(value: str) -> set[str]:
+    return set(named_forms(value).values())
+
+
 def register(*values: str) -> None:
-    """Add secrets; each is masked with its URL-quoted forms."""
+    """Add secrets; each is masked in every form of :func:`forms`."""
     with _lock:
         for value in values:
             if not value or len(value) < 4:  # masking "a" would shred every line
                 continue
-            for form in {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}:
+            for form in forms(value):
                 if form not in _secrets:
                     _secrets.append(form)
         _secrets.sort(key=len, reverse=True)  # longest first: a form may contain another

@@ -64,6 +64,10 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
             "IPv4 address of this host the APIs listen on (default: the address of the default-route device)"),
     KeySpec("SERVICE_HOST", "network", "address", "$HOST_IP",
             "address clients and services use to reach the APIs; must be an address of this host"),
+    KeySpec("BASE_SERVICES_HOST", "network", "address", "127.0.0.1",
+            "address MariaDB, RabbitMQ (and epmd) and memcached listen on and the services connect to; "
+            "127.0.0.1 keeps them off the network (nothing off this host uses them); $SERVICE_HOST "
+            "opens them to other hosts, for a future compute node"),
     KeySpec("FIXED_RANGE", "network", "network", "10.0.0.0/22",
             "CIDR of the private (tenant) network; must not overlap a network the host uses"),
     KeySpec("FLOATING_RANGE", "network", "network", "172.24.4.0/24",
@@ -75,7 +79,8 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
             "forward, the forwarded address"),
     # passwords
     KeySpec("ADMIN_PASSWORD", "passwords", "password", None, "password of the 'admin' cloud user"),
-    KeySpec("DATABASE_PASSWORD", "passwords", "password", None, "password of the database 'root' user"),
+    KeySpec("DATABASE_PASSWORD", "passwords", "password", None,
+            "secret each service's MariaDB account password is derived from (no root login over TCP)"),
     KeySpec("RABBIT_PASSWORD", "passwords", "password", None, "password of RabbitMQ's 'stackrabbit' user"),
     KeySpec("SERVICE_PASSWORD", "passwords", "password", None,
             "password of the service users (keystone, nova, glance, ...)"),
@@ -582,7 +587,7 @@ class _Loader:
     def _check_local_addresses(self) -> None:
         """Everything runs on this host, so HOST_IP and SERVICE_HOST must be its addresses."""
         local = self.host.local_ips()
-        for key in ("HOST_IP", "SERVICE_HOST"):
+        for key in ("HOST_IP", "SERVICE_HOST", "BASE_SERVICES_HOST"):
             address = self.value.get(key)
             if address is None or not local or not self._is_written(key):
                 continue
@@ -594,6 +599,12 @@ class _Loader:
             file, line = self._where("HOST_IP")
             self.warnings.append(Problem(file, line, f"{self._subject('HOST_IP')} is a loopback address; "
                                                      "instances will not reach the APIs"))
+        base = self.value.get("BASE_SERVICES_HOST")
+        if base is not None and not ip_address(base).is_loopback:
+            file, line = self._where("BASE_SERVICES_HOST")
+            self.warnings.append(Problem(file, line, f"{self._subject('BASE_SERVICES_HOST')}: MariaDB, RabbitMQ, "
+                                                     "epmd and memcached (which has no authentication) are "
+                                                     "reachable from other hosts"))
 
     def _check_config_files(self) -> None:
         """A *_CONF may point anywhere, but some WSGI modules read only their own file name."""

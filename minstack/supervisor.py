@@ -178,9 +178,15 @@ class Supervisor:
     def status(self, d: Daemon) -> DaemonStatus:
         return process_tree_status(d.name, d.service, self.process(d))
 
+    def forget(self, d: Daemon) -> None:
+        """./unstack.py --clean: remove what the supervisor keeps for a stopped daemon."""
+
 
 class ProcessSupervisor(Supervisor):
     """minstack itself is the supervisor (no systemd)."""
+
+    def forget(self, d: Daemon) -> None:
+        self._pidfile(d).unlink(missing_ok=True)
 
     def _pidfile(self, d: Daemon) -> Path:
         return self.run_dir / f"{d.name}.json"
@@ -289,7 +295,11 @@ class SystemdSupervisor(Supervisor):
         log.info("systemctl stop %s", self.unit_name(d))
         subprocess.run(["systemctl", "stop", self.unit_name(d)], check=False, capture_output=True)
 
+    def forget(self, d: Daemon) -> None:
+        self.remove_unit(d)
+
     def remove_unit(self, d: Daemon) -> None:
+        """Disable and delete minstack-<name>.service (./unstack.py --clean)."""
         path = self.unit_dir / self.unit_name(d)
         if path.exists():
             subprocess.run(["systemctl", "disable", self.unit_name(d)], check=False, capture_output=True)

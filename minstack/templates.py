@@ -49,10 +49,16 @@ def environment() -> jinja2.Environment:
 
 
 def common_context(s) -> dict:
+    from minstack.derived_secrets import database_password
+    from minstack.mysql import account_for
     host = s.service_host
+    base = s.base_services_host  # MariaDB, RabbitMQ, memcached
 
     def db_url(name: str) -> str:
-        return f"mysql+pymysql://root:{urlquote(s.database_password)}@{host}/{name}?charset=utf8"
+        """Database name's URL, as the account that owns it (nova_cell1: nova), never as root."""
+        account = account_for(name)
+        password = urlquote(database_password(s, account))
+        return f"mysql+pymysql://{account}:{password}@{base}/{name}?charset=utf8"
 
     def service_url(daemon: str) -> str:
         return catalogue.url(s, daemon)
@@ -63,8 +69,8 @@ def common_context(s) -> dict:
     return {
         "s": s,
         "db_url": db_url,
-        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{host}:{PORTS['rabbit']}/",
-        "memcache_servers": f"{host}:{PORTS['memcached']}",
+        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{base}:{PORTS['rabbit']}/",
+        "memcache_servers": f"{base}:{PORTS['memcached']}",
         "keystone_url": catalogue.keystone_url(s),
         "service_url": service_url,
         "ports": PORTS,

@@ -1,4 +1,7 @@
-"""memcached: Keystone's token cache (and later Horizon's sessions)."""
+"""memcached: Keystone's token cache and Horizon's sessions.
+
+memcached has no authentication at all: it listens on BASE_SERVICES_HOST, loopback by default.
+"""
 from __future__ import annotations
 
 from minstack.catalogue import ports
@@ -11,14 +14,14 @@ PORT = ports()["memcached"]
 
 class Memcached(Phase):
     def daemons(self, ctx):
-        host = ctx.settings.service_host
+        host = ctx.settings.base_services_host
         return [Daemon("memcached", ["/usr/bin/memcached", "-l", host, "-p", str(PORT), "-U", "0",
                                      "-m", "64", "-c", "1024"],
                        user="memcache", service="memcached", ready=lambda: tcp_open(host, PORT))]
 
     def steps(self, ctx):
         [daemon] = self.daemons(ctx)
-        return [ctx.start_step(daemon, f"memcached on {ctx.settings.service_host}:{PORT}", name="start")]
+        return [ctx.start_step(daemon, f"memcached on {ctx.settings.base_services_host}:{PORT}", name="start")]
 
 
 # DevStack has no service name for memcached: it runs whenever Keystone does.

@@ -15,3 +15,4 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "lifecycle: re-runs, stops or cleans the stack (only with --stack)")
     config.addinivalue_line("markers", "long: the long reliability tier (only with --long; tests/run-long)")
+    config.addinivalue_line("markers", "final: runs after every other test, the clean included (the secrets scan)")

@@ -2,7 +2,6 @@
 and changes nothing on the host (the real ./stack.py, as a user runs it)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -10,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+import fingerprint
+from conftest import ARTIFACTS, REPO
 
 # (localrc text, the line the error must name, words the message must contain)
 CASES = [
@@ -52,42 +52,50 @@ def with_safety(text: str) -> str:
     return text + "".join(f"{k}={v}\n" for k, v in SAFETY.items() if f"{k}=" not in text)
 
 
-def host_fingerprint() -> str:
-    """What a run that changed something would leave behind: files minstack writes, its
-    state, the processes and the network."""
-    parts = []
-    for root in ("/etc/keystone", "/etc/nova", "/etc/neutron", "/etc/glance", "/etc/placement",
-                 "/etc/openstack", "/etc/sudoers.d", "/opt/stack/data/minstack", "/run/minstack.lock"):
-        path = Path(root)
-        if path.exists():
-            for p in sorted([path, *path.rglob("*")] if path.is_dir() else [path]):
-                st = p.lstat()
-                parts.append(f"{p} {st.st_mtime_ns} {st.st_size}")
-    parts.append(subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout)
-    parts.append(subprocess.run(["ip", "route"], capture_output=True, text=True).stdout)
-    parts.append(" ".join(sorted(os.listdir("/proc"))))  # no process started or stopped for long
-    return hashlib.sha256("\n".join(parts[:-1]).encode()).hexdigest()
+# RabbitMQ's users are asked through rabbitmqctl (2 s each time): compared once for the whole module.
+PER_CASE = tuple(part for part in fingerprint.PARTS if part != "rabbitmq")
+
+
+def host_fingerprint(settings, parts=PER_CASE) -> dict[str, list[str]]:
+    """The lifecycle test's fingerprint of the host, plus minstack's own state and run lock."""
+    return fingerprint.take(keep_accounts=(settings.stack_user,), parts=parts, dest=settings.dest,
+                            trees=(settings.state_dir, Path("/run/minstack.lock")))
+
+
+@pytest.fixture(scope="module")
+def whole_host_before(settings):
+    return host_fingerprint(settings, fingerprint.PARTS)
 
 
 @pytest.mark.parametrize("text, line, words", CASES, ids=[f"case{i:02d}" for i in range(len(CASES))])
-def test_bad_localrc_is_refused_at_its_line_and_changes_nothing(tmp_path, text, line, words):
+def test_bad_localrc_is_refused_at_its_line_and_changes_nothing(tmp_path, settings, whole_host_before,
+                                                                 text, line, words, request):
     local_conf = text.startswith("[[")
     localrc = tmp_path / ("local.conf" if local_conf else "localrc")
     localrc.write_text(text if local_conf else with_safety(text))
-    before = host_fingerprint()
+    before = host_fingerprint(settings)
     # Should validation ever let a case through, this run still stops at its first phase, and
     # the fingerprint below reports what it touched: a bad-input test never stacks the host.
     proc = subprocess.run([sys.executable, str(REPO / "stack.py"), "--config", str(localrc), "--only", "prereqs"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "MINSTACK_DEBUG_FAIL_PHASE": "prereqs"})
-    after = host_fingerprint()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"bad-input-{request.node.callspec.id}.log").write_text(
+        f"{text}\n--- exit {proc.returncode} ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+    difference = fingerprint.settled_difference(before, lambda: host_fingerprint(settings))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     out = " ".join(proc.stdout.split())  # rich may wrap long lines
     assert f"{localrc}:{line}:" in out, out
     assert words in out, out
     assert "nothing was changed" in out
-    assert before == after, "a refused configuration changed the host"
+    assert not difference, "a refused configuration changed the host:\n" + "\n".join(difference)
 
 
 def test_at_least_twenty_cases():
     assert len(CASES) >= 20
+
+
+def test_the_refused_configurations_left_rabbitmq_and_the_rest_as_they_were(settings, whole_host_before):
+    difference = fingerprint.settled_difference(whole_host_before,
+                                                lambda: host_fingerprint(settings, fingerprint.PARTS))
+    assert not difference, "\n".join(difference)

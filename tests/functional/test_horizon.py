@@ -84,7 +84,7 @@ def test_settings_name_keystone_memcached_and_our_static_root(host, settings):
     text = host.file(f"{ETC}/local/local_settings.py").content_string
     assert f'OPENSTACK_KEYSTONE_URL = "http://{settings.service_host}:5000/v3"' in text
     assert "SESSION_ENGINE = 'django.contrib.sessions.backends.cache'" in text
-    assert f'"{settings.service_host}:11211"' in text
+    assert f'"{settings.base_services_host}:11211"' in text
     assert f'STATIC_ROOT = "{settings.data_dir}/horizon/static"' in text
     assert "DEBUG = False" in text and "COMPRESS_OFFLINE = True" in text
 

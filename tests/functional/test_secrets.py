@@ -1,34 +1,164 @@
-"""No password reaches a log file or the console; credential files are private."""
+"""Secrets: files that must hold one are private; nothing else holds one, in any form.
+
+Every secret minstack generated or was given (the four passwords, each service's database
+password, the metadata proxy's shared secret, Horizon's SECRET_KEY, Tempest's credentials, the
+demo SSH key) is looked for as it is, URL-encoded, JSON-escaped and shell-quoted
+(:func:`minstack.masking.forms`):
+
+- while the stack exists: every file under /etc, $DEST and the repository that holds one must be
+  one of the files that need it, with a private mode (``test_files_holding_a_secret_are_...``);
+- after the whole suite, the clean included (``final``): every log (a copy of $LOGDIR is kept as
+  an artifact before the clean), every artifact (the output of every run), what the suite added
+  to /var/log, and the command line of every process that ran while the suite did.
+"""
 from __future__ import annotations
 
+import configparser
+import os
+import stat
 from pathlib import Path
+
+import pytest
 
 from conftest import ARTIFACTS, REPO
 
+# Files that hold a secret by design: path -> the modes allowed (never readable by others).
+PRIVATE = {
+    "/etc/keystone/keystone.conf": {0o640}, "/etc/glance/glance-api.conf": {0o640},
+    "/etc/placement/placement.conf": {0o640}, "/etc/nova/nova.conf": {0o640}, "/etc/nova/nova-cpu.conf": {0o640},
+    "/etc/neutron/neutron.conf": {0o640}, "/etc/neutron/neutron_ovn_agent.ini": {0o640},
+    "/etc/openstack/clouds.yaml": {0o640}, "/etc/openstack-dashboard/.secret_key_store": {0o600},
+    str(REPO / "openrc"): {0o600},
+}
+# Not read for the file check: the venvs (code), images and instance disks (large, binary), and
+# the logs, which the final scan reads.
+SKIP_DIRS = ("venv", ".venv", ".git", "images", "instances", "logs", "cache", "artifacts", "tempest/.stestr")
 
-def files_to_search(settings) -> list[Path]:
-    roots = [settings.logdir, ARTIFACTS]
-    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+
+def secrets_of_the_stack(settings) -> dict[str, str]:
+    """name -> value of every secret of this stack (read while it exists)."""
+    from minstack import mysql
+    from minstack.derived_secrets import database_password, metadata_secret
+    from minstack.ssh import key_path
+    found = {"ADMIN_PASSWORD": settings.admin_password, "DATABASE_PASSWORD": settings.database_password,
+             "RABBIT_PASSWORD": settings.rabbit_password, "SERVICE_PASSWORD": settings.service_password,
+             "metadata proxy shared secret": metadata_secret(settings)}
+    for account in mysql.ACCOUNTS:
+        found[f"database password of {account}"] = database_password(settings, account)
+    horizon_key = Path("/etc/openstack-dashboard/.secret_key_store")
+    if horizon_key.exists():
+        found["Horizon SECRET_KEY"] = horizon_key.read_text().strip()
+    tempest_conf = Path(settings.config_files["TEMPEST_CONFIG"])
+    if tempest_conf.exists():
+        parser = configparser.RawConfigParser()
+        parser.read(tempest_conf)
+        for section in parser.sections():
+            for key, value in parser.items(section):
+                if key.endswith("password") and value.strip('"') and value not in ("true", "false"):
+                    found[f"tempest.conf [{section}] {key}"] = value.strip('"').replace("$$", "$")
+    key = key_path(settings)
+    if key.exists():  # the private part: the base64 lines after the public key's
+        body = [line for line in key.read_text().splitlines() if not line.startswith("-----")]
+        for number, line in enumerate(body[2:], 3):
+            if len(line) >= 20:  # the short last line is mostly padding
+                found[f"demo SSH private key, line {number}"] = line
+    assert len(found) >= 10
+    return found
 
 
-def test_no_secret_in_any_log_or_console_output(settings):
-    secrets = [s for s in settings.secret_values() if s]
-    assert len(secrets) == 4
-    files = files_to_search(settings)
-    assert any(p.name == "stack.log" for p in files) and any(p.parent.name == "phases" for p in files)
-    leaks = []
-    for path in files:
-        data = path.read_bytes()
-        for secret in secrets:
-            if secret.encode() in data:
-                leaks.append(f"{path} holds the value of one of the passwords")
-    assert not leaks, leaks
+def needles(secrets: dict[str, str]) -> dict[bytes, str]:
+    """Each form of each secret -> what it is (its name and form, never the value)."""
+    from minstack.masking import named_forms
+    found: dict[bytes, str] = {}
+    for name, value in secrets.items():
+        for form_name, form in named_forms(value).items():
+            found.setdefault(form.encode(), f"{name}, {form_name}")
+    return found
+
+
+def leaks_in(data: bytes, where: str, secrets: dict[str, str]) -> list[str]:
+    return [f"{where} holds {what}" for needle, what in needles(secrets).items() if needle in data]
+
+
+def readable_files(root: Path, skip: tuple[str, ...] = (), max_size: int | None = None) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not any(os.path.join(dirpath, d).endswith("/" + s) for s in skip)]
+        for name in filenames:
+            path = Path(dirpath, name)
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (max_size is None or st.st_size <= max_size):
+                files.append(path)
+    return files
+
+
+def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stack_secrets):
+    roots = [Path("/etc"), settings.dest, settings.data_dir, REPO]
+    candidates = {p for root in roots if root.exists() for p in readable_files(root, SKIP_DIRS, max_size=5 * 2**20)}
+    # The localrc itself is where the given passwords come from: the user's file, as they keep it.
+    candidates.discard(Path(settings.source))
+    holding = {}
+    for path in sorted(candidates):
+        leaks = leaks_in(path.read_bytes(), str(path), stack_secrets)
+        if leaks:
+            holding[str(path)] = leaks
+    assert set(PRIVATE) <= set(holding), f"a file that should hold a secret does not: {set(PRIVATE) - set(holding)}"
+    wrong = []
+    for path in holding:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        allowed = PRIVATE.get(path)
+        in_state = Path(path).is_relative_to(settings.state_dir) or Path(path).parent == Path(
+            settings.config_files["TEMPEST_CONFIG"]).parent or Path(path).is_relative_to(settings.data_dir / "ssh")
+        if mode & 0o007:
+            wrong.append(f"{path} ({oct(mode)}) is readable by every user: {holding[path]}")
+        elif allowed is None and not in_state:
+            wrong.append(f"{path} ({oct(mode)}) is not a file that should hold a secret: {holding[path]}")
+        elif allowed is not None and mode not in allowed:
+            wrong.append(f"{path} is {oct(mode)}, not {' or '.join(map(oct, allowed))}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_credential_files_are_private(host, settings):
     for path, modes in [(settings.state_dir / "passwords", {0o600}), (REPO / "openrc", {0o600}),
                         (Path("/etc/openstack/clouds.yaml"), {0o640}),
-                        (Path("/etc/keystone/keystone.conf"), {0o640})]:
+                        (Path("/etc/keystone/keystone.conf"), {0o640}),
+                        (Path(settings.config_files["TEMPEST_CONFIG"]), {0o640})]:
         f = host.file(str(path))
         assert f.exists, path
         assert f.mode in modes, (path, oct(f.mode))
+
+
+@pytest.mark.final
+def test_no_secret_in_any_log_output_var_log_or_command_line(settings, stack_secrets, command_lines,
+                                                              var_log_before):
+    """After everything: every log, every run's output, what the suite added to /var/log, and the
+    command line of every process seen while it ran."""
+    files = [p for root in (ARTIFACTS, settings.logdir) if root.exists() for p in readable_files(root)]
+    assert any(p.name == "stack.log" for p in files) and any(p.parent.name == "phases" for p in files), \
+        "the logs of the stack are missing: nothing to scan"
+    assert any(p.name.endswith("-stack.log") for p in files)  # the output of the runs
+    leaks = []
+    for path in files:
+        leaks += leaks_in(path.read_bytes(), str(path), stack_secrets)
+    for path in Path("/var/log").rglob("*"):
+        try:
+            if not path.is_file():
+                continue
+            st = path.stat()
+            inode, size = var_log_before.get(str(path), (None, 0))
+            with open(path, "rb") as f:
+                if inode == st.st_ino and st.st_size >= size:
+                    f.seek(size)  # only what the suite added
+                data = f.read()
+        except OSError:
+            continue
+        leaks += leaks_in(data, str(path), stack_secrets)
+    command_lines.stopped.set()
+    command_lines.join(5)
+    assert len(command_lines.seen) > 100, "the command lines were not sampled"
+    for line in sorted(command_lines.seen):
+        leaks += leaks_in(line.encode(), f"the command line {line[:60]!r}...", stack_secrets)
+    assert not leaks, "\n".join(leaks)

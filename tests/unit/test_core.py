@@ -26,6 +26,30 @@ def test_mask_covers_raw_and_url_quoted_forms():
         "pw=****** url=root:******@h abc"
 
 
+def test_mask_covers_json_escaped_and_shell_quoted_forms():
+    secret = """s3cr "q$t" it's"""
+    masking.register(secret)
+    import json
+    import shlex
+    line = f"body={json.dumps({'password': secret})} argv=--password {shlex.quote(secret)}"
+    assert masking.mask(line) == 'body={"password": "******"} argv=--password ******'
+
+
+def test_each_service_connects_as_its_own_account_on_the_base_services_host():
+    from types import SimpleNamespace
+    s = SimpleNamespace(service_host="10.1.2.3", base_services_host="127.0.0.1", database_password="pw d$",
+                        rabbit_password="rb", logdir="/tmp")
+    context = templates.common_context(s)
+    nova = context["db_url"]("nova_cell1")
+    assert nova.startswith("mysql+pymysql://nova:") and nova.endswith("@127.0.0.1/nova_cell1?charset=utf8")
+    keystone = context["db_url"]("keystone")
+    assert keystone.startswith("mysql+pymysql://keystone:")
+    assert keystone.split(":")[2].split("@")[0] != nova.split(":")[2].split("@")[0]  # a password each
+    assert "pw" not in keystone and "root" not in keystone
+    assert context["transport_url"].endswith("@127.0.0.1:5672/")
+    assert context["memcache_servers"] == "127.0.0.1:11211"
+
+
 def test_masking_filter_masks_formatted_records(tmp_path):
     masking.register("hunter22")
     log = logging.getLogger("test.mask")
@@ -88,7 +112,7 @@ def test_post_config_merge_replaces_adds_and_keeps_comments():
 
 
 def fake_settings(**overrides):
-    values = dict(service_host="127.0.0.1", database_password="p$ss w'rd@/", rabbit_password="r@bbit",
+    values = dict(base_services_host="127.0.0.1", service_host="127.0.0.1", database_password="p$ss w'rd@/", rabbit_password="r@bbit",
                   admin_password='a"dm$in', logdir=Path("/opt/stack/logs"), stack_user="stack",
                   venv=Path("/opt/stack/data/venv"), api_workers=1)
     values.update(overrides)
@@ -97,7 +121,10 @@ def fake_settings(**overrides):
 
 def test_keystone_conf_escapes_dollar_and_quotes_url():
     text = templates.render("keystone/keystone.conf.j2", fake_settings())
-    assert "connection = \"mysql+pymysql://root:p%24ss%20w%27rd%40%2F@127.0.0.1/keystone?charset=utf8\"" in text
+    from minstack.derived_secrets import database_password
+    password = database_password(fake_settings(), "keystone")
+    assert f"connection = \"mysql+pymysql://keystone:{password}@127.0.0.1/keystone?charset=utf8\"" in text
+    assert "transport_url" not in text and "r%40bbit" not in text
     assert "memcache_servers = 127.0.0.1:11211" in text
 
 
@@ -160,3 +187,19 @@ def test_rootwrap_conf_rewrite_points_at_etc_and_appends_venv():
     assert "filters_path=/etc/nova/rootwrap.d\n" in out
     assert "exec_dirs=/sbin,/usr/sbin,/bin,/usr/bin,/opt/stack/data/venv/bin\n" in out
     assert rewrite_conf(out, "nova", Path("/opt/stack/data/venv")) == out  # idempotent
+
+
+def test_systemd_supervisor_forget_disables_and_removes_the_unit(tmp_path, monkeypatch):
+    """./unstack.py --clean: no minstack-<name>.service stays enabled (remove_unit was never called)."""
+    from minstack import supervisor
+    calls = []
+    monkeypatch.setattr(supervisor.subprocess, "run", lambda argv, **kw: calls.append(argv))
+    sup = supervisor.SystemdSupervisor(tmp_path / "run", tmp_path / "logs")
+    sup.unit_dir = tmp_path
+    daemon = supervisor.Daemon("memcached", ["/usr/bin/memcached"])
+    unit = tmp_path / "minstack-memcached.service"
+    unit.write_text("[Unit]\n")
+    sup.forget(daemon)
+    assert not unit.exists()
+    assert ["systemctl", "disable", "minstack-memcached.service"] in calls
+    assert ["systemctl", "daemon-reload"] in calls

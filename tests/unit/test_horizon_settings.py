@@ -17,7 +17,8 @@ horizon = phase_module("horizon")
 
 
 def fake_settings(**overrides):
-    values = dict(service_host="10.1.2.3", host_ip="10.1.2.3", stack_user="stack", api_workers=2,
+    values = dict(base_services_host="127.0.0.1", service_host="10.1.2.3", host_ip="10.1.2.3", stack_user="stack",
+                  api_workers=2,
                   data_dir=Path("/opt/stack/data"), venv=Path("/opt/stack/data/venv"),
                   logdir=Path("/opt/stack/logs"), admin_password="x", database_password="y",
                   rabbit_password="z")
@@ -52,7 +53,7 @@ def test_local_settings_is_python_with_our_values(secret_key_stub):
     assert ns["OPENSTACK_KEYSTONE_URL"] == "http://10.1.2.3:5000/v3"
     assert ns["SESSION_ENGINE"] == "django.contrib.sessions.backends.cache"
     assert ns["CACHES"]["default"] == {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
-                                       "LOCATION": "10.1.2.3:11211"}
+                                       "LOCATION": "127.0.0.1:11211"}  # memcached: loopback only
     assert ns["STATIC_ROOT"] == "/opt/stack/data/horizon/static"
     # the key is read from its 0600 file, never written into the settings
     assert secret_key_stub == ["/etc/openstack-dashboard/.secret_key_store"]

@@ -175,3 +175,50 @@ def test_at_most_two_phases_at_once(tmp_path):
     phases = [Counting(name=n) for n in "abcde"]
     Pipeline(phases, lambda p: Ctx(p.name), State(tmp_path / "s.json"), Reporter()).run()
     assert peak[0] == 2
+
+
+def test_unstack_stops_a_phase_after_what_requires_it_and_independent_ones_side_by_side():
+    from minstack.cli import stop_in_reverse_order
+    phases = [Phase(name="libvirt"), Phase(name="ovn"), Phase(name="nova", requires=("libvirt",)),
+              Phase(name="neutron", requires=("ovn",)), Phase(name="verify", requires=("nova", "neutron"))]
+    journal, lock = [], threading.Lock()
+
+    def stop(phase):
+        with lock:
+            journal.append(("start", phase.name))
+        time.sleep(0.2)
+        with lock:
+            journal.append(("end", phase.name))
+
+    started = time.monotonic()
+    stop_in_reverse_order(phases, stop)
+    seconds = time.monotonic() - started
+    order = {(what, name): i for i, (what, name) in enumerate(journal)}
+    for phase in phases:  # each phase stops only once everything that requires it has stopped
+        for required in phase.requires:
+            assert order[("end", phase.name)] < order[("start", required)]
+    assert order[("start", "neutron")] < order[("end", "nova")]  # independent: side by side
+    assert seconds < 0.2 * 3 + 0.3  # three rounds of 0.2 s, not five
+
+
+def test_stop_daemons_forgets_them_only_when_asked():
+    from minstack.cli import stop_daemons
+    from minstack.supervisor import Daemon
+
+    class Sup:
+        def __init__(self):
+            self.stopped, self.forgotten = [], []
+
+        def stop(self, d, log):
+            self.stopped.append(d.name)
+            return d.name != "b"
+
+        def forget(self, d):
+            self.forgotten.append(d.name)
+
+    sup = Sup()
+    daemons = [Daemon("a", ["x"]), Daemon("b", ["y"])]
+    assert [d.name for d in stop_daemons(sup, daemons, logging.getLogger("t"))] == ["a"]
+    assert sorted(sup.stopped) == ["a", "b"] and sup.forgotten == []
+    stop_daemons(sup, daemons, logging.getLogger("t"), forget=True)
+    assert sup.forgotten == ["a", "b"]
