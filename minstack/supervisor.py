@@ -232,6 +232,10 @@ class ProcessSupervisor(Supervisor):
         self._pidfile(d).write_text(json.dumps({"pid": proc.pid, "create_time": created, "argv": d.argv}))
 
     def _terminate(self, d: Daemon, log: logging.Logger) -> None:
+        """The stop signal to the daemon, which ends its children its own way; the children it
+        leaves behind get the signal once it is gone (neutron-ovn-agent's sudo rootwrap daemon
+        outlived it by the whole timeout, 40 s of every unstack); what remains after the timeout
+        is killed."""
         proc = self.process(d)
         if proc is None:
             return
@@ -240,20 +244,42 @@ class ProcessSupervisor(Supervisor):
         except psutil.Error:
             family = [proc]
         log.info("stopping %s (pid %d, signal %s)", d.name, proc.pid, signal.Signals(d.stop_signal).name)
-        try:
-            proc.send_signal(d.stop_signal)
-        except psutil.NoSuchProcess:
-            pass
-        _, alive = psutil.wait_procs(family, timeout=d.stop_timeout)
+        deadline = time.monotonic() + d.stop_timeout
+        _signal(proc, d.stop_signal)
+        alive = wait_gone([proc], deadline)
+        left = wait_gone(family[1:], time.monotonic())
+        for child in left:
+            _signal(child, d.stop_signal)
+        alive += wait_gone(left, max(deadline, time.monotonic() + 5))
         for p in alive:
             log.warning("%s: pid %d ignored %s for %.0fs, killing it", d.name, p.pid,
                         signal.Signals(d.stop_signal).name, d.stop_timeout)
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+            _signal(p, signal.SIGKILL)
+        wait_gone(alive, time.monotonic() + 5)
         self._pidfile(d).unlink(missing_ok=True)
+
+
+def _signal(proc: psutil.Process, signum: int) -> None:
+    try:
+        proc.send_signal(signum)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Process]:
+    """Wait until each process has exited (a zombie has: where PID 1 does not reap, an orphan
+    stays one); the ones still alive at the deadline."""
+    while True:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                continue
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
 
 
 class SystemdSupervisor(Supervisor):

@@ -244,7 +244,9 @@ def dashboard(settings):
         options.add_argument(flag)
     SHOTS.mkdir(parents=True, exist_ok=True)
     # Both paths given: selenium uses Debian's driver and never tries to download one.
-    service = Service(CHROMEDRIVER, log_output=str(SHOTS / "chromedriver.log"))
+    # At its default level chromedriver logs every command with its arguments: the password typed
+    # into the login form landed JSON-escaped in chromedriver.log (the secrets scan found it).
+    service = Service(CHROMEDRIVER, log_output=str(SHOTS / "chromedriver.log"), service_args=["--log-level=WARNING"])
     driver = webdriver.Chrome(options=options, service=service)
     try:
         yield Dashboard(driver, f"http://{settings.service_host}/dashboard", settings.admin_password)

@@ -6,6 +6,7 @@ import time
 from types import SimpleNamespace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from minstack import masking, postconfig, templates
@@ -203,3 +204,19 @@ def test_systemd_supervisor_forget_disables_and_removes_the_unit(tmp_path, monke
     assert not unit.exists()
     assert ["systemctl", "disable", "minstack-memcached.service"] in calls
     assert ["systemctl", "daemon-reload"] in calls
+
+
+def test_process_supervisor_does_not_wait_for_children_the_daemon_leaves(tmp_path):
+    """A daemon that exits on SIGTERM but leaves a child (neutron-ovn-agent's sudo rootwrap daemon
+    did: 40 s of every unstack) is stopped in seconds: the children it left get the signal too."""
+    sup = ProcessSupervisor(tmp_path / "run", tmp_path / "logs")
+    log = logging.getLogger("test.sup")
+    daemon = Daemon("parent", ["sh", "-c", "sleep 300 & echo up; trap 'exit 0' TERM; wait"],
+                    user=getpass.getuser(), stop_timeout=30,
+                    ready=lambda: "up" in (tmp_path / "logs" / "parent.log").read_text())
+    sup.ensure_running(daemon, log)
+    child = psutil.Process(sup.status(daemon).pid).children()[0]
+    started = time.monotonic()
+    assert sup.stop(daemon, log)
+    assert time.monotonic() - started < 10
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
