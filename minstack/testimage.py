@@ -11,8 +11,9 @@ that `sudo ip` brings up.
 
 The image is a whole-disk qcow2: an MBR, one FAT16 partition with SYSLINUX,
 Debian's cloud kernel and a busybox initramfs whose /init does everything
-(files/testimage/), plus a few real Debian binaries (GUEST_BINARIES).  Everything that goes INTO the image comes from
-``apt-get download`` + ``dpkg-deb -x``, so nothing is installed on the host
+(files/testimage/), plus a few real Debian binaries (GUEST_BINARIES).
+Everything that goes INTO the image comes from ``apt-get download`` +
+``dpkg-deb -x``, so nothing is installed on the host
 (busybox-static would conflict with busybox).  The build tools are the host
 packages in files/debs/testimage.  No loop devices, mounts or root-only
 tricks: the partition is made as a separate file with mkfs.fat, syslinux and
