@@ -229,6 +229,9 @@ def target(git: Git, checkout: Checkout, settings) -> str:
     depth = ["--depth", str(settings.git_depth)] if settings.git_depth else []
     if FULL_SHA.fullmatch(checkout.ref) and git.sha(checkout.ref) and not settings.reclone:
         return checkout.ref  # a sha is a sha: nothing to fetch when it is here
+    if git.run("remote", "get-url", "origin", check=False).stdout.strip() != checkout.repo:  # <NAME>_REPO moved
+        git.run("remote", "remove", "origin", check=False)
+        git.run("remote", "add", "origin", checkout.repo)
     fetched = git.run("fetch", *depth, "origin", checkout.ref, check=False, timeout=FETCH_TIMEOUT, quiet=False)
     if fetched.ok:
         return git.sha("FETCH_HEAD")

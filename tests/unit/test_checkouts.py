@@ -238,6 +238,19 @@ def test_uncommitted_changes_and_local_commits_are_never_lost(tmp_path, upstream
     assert bring(upstream, tmp_path, "feature", reclone=True) == git(upstream.tree, "rev-parse", "feature")
 
 
+def test_a_new_repo_url_is_where_the_next_fetch_comes_from(tmp_path, upstream):
+    bring(upstream, tmp_path, "feature")
+    fork = tmp_path / "fork"
+    subprocess.run(["git", "clone", "-q", upstream.tree, fork], check=True)
+    git(fork, "checkout", "-q", "-b", "forked")
+    forked = commit(fork, "demo/api.py", "MESSAGE = 'fork'\n", "only in the fork")
+    checkout = checkout_of(upstream, tmp_path, "forked", repo=str(fork))
+    s = settings_for(tmp_path)
+    checkouts.move(SH, checkout, s, checkouts.wanted_move(SH, checkout, s))
+    assert git(checkout.dir, "rev-parse", "HEAD") == forked
+    assert git(checkout.dir, "remote", "get-url", "origin") == str(fork)
+
+
 def test_offline_uses_what_is_there(tmp_path, upstream):
     bring(upstream, tmp_path, "feature")
     git(upstream.tree, "checkout", "-q", "feature")
