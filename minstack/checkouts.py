@@ -221,7 +221,9 @@ def preflight(settings, sh) -> None:
 def target(git: Git, checkout: Checkout, settings) -> str:
     """The commit checkout.ref names, fetched from its remote first (unless OFFLINE)."""
     if settings.offline:
-        for rev in ([f"refs/remotes/origin/{checkout.ref}", checkout.ref] if not checkout.is_change else []):
+        if checkout.is_change:  # fetched once; offline there is nothing newer to look at
+            return git.head()
+        for rev in (f"refs/remotes/origin/{checkout.ref}", checkout.ref):
             if sha := git.sha(rev):
                 return sha
         raise MinstackError(f"OFFLINE=True: {checkout.dir} has no {checkout.ref} ({checkout.prefix}_BRANCH); "
