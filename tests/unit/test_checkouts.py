@@ -363,3 +363,15 @@ def test_shipped_files_come_from_a_checkouts_packaging(tmp_path):
     (tree / "pyproject.toml").unlink()
     (tree / "setup.cfg").write_text("[files]\ndata_files =\n    etc/glance =\n        etc/glance-api-paste.ini\n")
     assert data_files(tree) == {"etc/glance": ["etc/glance-api-paste.ini"]}
+
+
+def test_a_changed_checkout_restarts_only_the_daemons_that_run_it():
+    s = load_settings(None, HOST, environ={})
+    ctx = SimpleNamespace(settings=s, sh=SH)
+    assert checkouts.daemons_running(ctx, "nova") == ["nova-api", "nova-metadata", "nova-conductor",
+                                                      "nova-scheduler", "nova-compute", "nova-novncproxy"]
+    assert checkouts.daemons_running(ctx, "openstack_placement") == ["placement-api"]
+    library = checkouts.daemons_running(ctx, "oslo.log")  # a library: every daemon in the venv
+    assert {"keystone", "glance-api", "placement-api", "nova-api", "nova-compute", "neutron-api",
+            "neutron-ovn-agent", "horizon"} <= set(library)
+    assert not {"mysql", "rabbitmq", "memcached", "libvirtd", "ovn-northd", "ovs-vswitchd"} & set(library)
