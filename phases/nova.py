@@ -142,6 +142,13 @@ class Nova(ApiService):
                                 stop_timeout=STOP_TIMEOUT))
         return found
 
+    def config_files_env(self, settings, api):
+        """nova.wsgi loads its paste pipelines from the first file OS_NOVA_CONFIG_FILES names (its
+        default is "api-paste.ini;nova.conf"): name the paste file first, then NOVA_CONF."""
+        env = super().config_files_env(settings, api)
+        env[api.files_env] = f"{self.etc / PASTE};{env[api.files_env]}"
+        return env
+
     def needs_database(self, settings) -> bool:
         return True  # every nova service but nova-compute uses it; a phase without them is a compute node
 

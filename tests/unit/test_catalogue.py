@@ -125,7 +125,9 @@ def test_a_moved_nova_conf_is_what_nova_reads(tmp_path):
     assert argv["nova-compute"][-2:] == ["--config-file", "/srv/nova/cpu.conf"]
     api = catalogue.api("nova-api")
     ini = nova.uwsgi_config(ctx, api).content.decode()
-    assert "env = OS_NOVA_CONFIG_DIR=/srv/nova\n" in ini and "env = OS_NOVA_CONFIG_FILES=/srv/nova/mine.conf\n" in ini
+    # nova.wsgi reads its paste pipelines from the first file: the paste file stays in /etc/nova
+    assert "env = OS_NOVA_CONFIG_DIR=/srv/nova\n" in ini
+    assert "env = OS_NOVA_CONFIG_FILES=/etc/nova/api-paste.ini;/srv/nova/mine.conf\n" in ini
     sync = nova.sync(ctx, "db sync", "db", "sync")
     assert sync.once_key is not None and "db sync" in sync.describe
 
