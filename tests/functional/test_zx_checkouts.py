@@ -26,7 +26,9 @@ import pytest
 from conftest import ARTIFACTS, REPO
 from test_zz_lifecycle import daemon_pids
 
-pytestmark = pytest.mark.lifecycle
+# It changes the stack (lifecycle: only with --stack) and restarts most daemons several times (~8 min
+# here): the long tier runs it (tests/run-long), before test_long.py.
+pytestmark = [pytest.mark.lifecycle, pytest.mark.long]
 
 SDISTS = Path("/var/cache/minstack/test-sdists")   # kept between runs: one download per version
 NOVA_MARK = "minstack-checkout: nova branch"
