@@ -26,8 +26,8 @@ import pytest
 from conftest import ARTIFACTS, REPO
 from test_zz_lifecycle import daemon_pids
 
-# It changes the stack (lifecycle: only with --stack) and restarts most daemons several times (~8 min
-# here): the long tier runs it (tests/run-long), before test_long.py.
+# It changes the stack (lifecycle: only with --stack) and restarts most daemons several times (6.5 min
+# here, 2026-11-30): the long tier runs it (tests/run-long), before test_long.py.
 pytestmark = [pytest.mark.lifecycle, pytest.mark.long]
 
 SDISTS = Path("/var/cache/minstack/test-sdists")   # kept between runs: one download per version
