@@ -24,7 +24,7 @@ from minstack.context import Wanted
 from minstack.phase import Phase, Step
 from minstack.probes import http_ok
 from minstack.supervisor import Daemon
-from minstack.versions import installed_version
+from minstack.versions import code_key, shipped_files
 
 
 class ApiService(Phase):
@@ -49,6 +49,12 @@ class ApiService(Phase):
 
     def uwsgi_ini(self, api: catalogue.Api) -> Path:
         return self.etc / f"{api.daemon}-uwsgi.ini"
+
+    def shipped(self, settings, name: str) -> Path:
+        """A file the project ships into <venv>/etc/<project> (its paste file), or, from a
+        checkout, where its tree keeps it."""
+        found = shipped_files(settings.venv, self.entry.distribution, f"etc/{self.project}")
+        return found.get(name, settings.venv / "etc" / self.project / name)
 
     def private(self, settings) -> dict:
         """Mode and owners of a file with passwords in it: root:<stack user> 0640."""
@@ -116,12 +122,13 @@ class ApiService(Phase):
         return bool(self.apis(settings))
 
     def sync(self, ctx, name: str, *args: str, describe: str = "") -> Step:
-        """A database migration: <project>-manage ARGS as the stack user, again when the code changes."""
+        """A database migration: <project>-manage ARGS as the stack user, again when the code changes
+        (a release's version; a checkout's migration files)."""
         s = ctx.settings
         manage = [str(s.venv / "bin" / f"{self.project}-manage"), "--config-file", str(self.conf(s)), *args]
-        version = installed_version(s.venv, self.entry.distribution)
         return Step(name, lambda: ctx.sh.run(manage, user=s.stack_user),
-                    describe or f"{self.project}-manage {' '.join(args)}", once_key=version)
+                    describe or f"{self.project}-manage {' '.join(args)}",
+                    once_key=code_key(s.venv, self.entry.distribution))
 
     def uwsgi_config(self, ctx, api: catalogue.Api) -> Wanted:
         s = ctx.settings

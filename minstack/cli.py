@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from minstack import masking
+from minstack import checkouts, masking
 from minstack.context import Context
 from minstack.errors import ConfigError, MinstackError
 from minstack.hostinfo import HostFacts
@@ -205,6 +205,8 @@ def stack_main(argv: list[str]) -> int:
 
 
 def run_stack(console, settings: Settings, phases: list[Phase], state: State, args) -> int:
+    # an unreachable git host is reported now, in seconds, before anything on the host changes
+    checkouts.preflight(settings, Shell(logging.getLogger("minstack.checkouts")))
     save_generated_secrets(settings, secrets_path(settings))
     stack_log = setup_logging(settings, "stack")
     if args.fresh:
@@ -253,12 +255,15 @@ def status_main(console, settings: Settings, as_json: bool = False) -> int:
             row = supervisor.status(daemon)
             row.code = code_source(settings, daemon)
             rows.append(row)
+    libraries = library_sources(settings)
     if as_json:
         import dataclasses
         import json
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
     else:
         console.print(status_table(rows))
+        for line in libraries:
+            console.print(f"library from git: {line}")
     return 0 if all(r.running for r in rows) else 3
 
 
@@ -377,7 +382,9 @@ def follow_logs(paths: list[Path], offsets: dict, label: bool, poll: float, keep
 
 
 def code_source(settings: Settings, daemon) -> str:
-    """Where a daemon's code comes from: its project's release in the venv, or a distro package."""
+    """Where a daemon's code comes from: its project's release in the venv, its checkout
+    ("nova checkout /opt/stack/nova @ 1a2b3c4", "(modified)" when the tree has uncommitted
+    changes), or a distro package."""
     from minstack import catalogue
     from minstack.versions import installed_version
     if not daemon.argv or not daemon.argv[0].startswith(str(settings.venv)):
@@ -386,7 +393,21 @@ def code_source(settings: Settings, daemon) -> str:
         distribution = catalogue.project_of_service(daemon.service).distribution
     except KeyError:
         distribution = ""
-    return f"{distribution} {installed_version(settings.venv, distribution)} (release)" if distribution else "venv"
+    if not distribution:
+        return "venv"
+    checkout = checkouts.source_of(Shell(logging.getLogger("minstack.status")), settings.venv, distribution)
+    return f"{distribution} {checkout or installed_version(settings.venv, distribution) + ' (release)'}"
+
+
+def library_sources(settings: Settings) -> list[str]:
+    """The libraries the venv has from checkouts (LIBS_FROM_GIT): "oslo-log checkout /opt/stack/oslo.log @ ..."."""
+    from minstack import catalogue
+    from minstack.versions import canonical, dist_infos
+    services = {canonical(p.distribution) for p in catalogue.PROJECTS if p.distribution}
+    sh = Shell(logging.getLogger("minstack.status"))
+    found = [(name, checkouts.source_of(sh, settings.venv, name)) for name in dist_infos(settings.venv)
+             if name not in services]
+    return [f"{name} {source}" for name, source in sorted(found) if source]
 
 
 # ---- ./unstack.py ------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ ways, borrowed from cloud-init's module frequencies:
   (True: already so).
 - ``once_key``: the action ran successfully before with the same inputs (a
   fingerprint recorded in the state file), so it is skipped: for expensive
-  work whose result can't be probed cheaply (a pip install, a db sync).
+  work whose result can't be probed cheaply (a pip install, a db sync).  A
+  callable is asked when the step is reached: for a key an earlier step of
+  the same phase changes (the commit a checkout step just moved to).
 
 Because every step can say whether it would act, ``./stack.py plan`` on a
 stacked host reports that nothing is left to do (``checks_only`` steps, which
@@ -45,7 +47,7 @@ class Step:
     action: Callable[..., object]   # action(), or action(observation) when the step observes
     describe: str = ""
     check: Callable[[], bool] | None = None       # True: already so
-    once_key: str | None = None
+    once_key: str | Callable[[], str] | None = None
     observe: Callable[[], object] | None = None   # what differs; falsy: nothing to do
     # a check that runs on every run by design and changes nothing (verify's ping + SSH):
     # the plan lists it apart from the steps that would change the host

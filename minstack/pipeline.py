@@ -133,12 +133,14 @@ class Look:
 
     skip: str | None = None
     observation: object = None
+    key: str | None = None          # the step's once_key, as recorded once it ran
 
 
 def look(step: Step, state: State, phase: str) -> Look:
     """Run the step's probe once: skip it, or hand what it saw to the action."""
     if step.once_key is not None:
-        return Look("done before" if state.done_key(phase, step.name) == step.once_key else None)
+        key = step.once_key() if callable(step.once_key) else step.once_key
+        return Look("done before" if state.done_key(phase, step.name) == key else None, key=key)
     if step.check is not None:
         return Look("already so" if step.check() else None)
     if step.observe is not None:
@@ -216,7 +218,7 @@ class Pipeline:
                 step_started = time.monotonic()
                 act(step, seen)
                 ctx.log.info("step %s: done in %.2fs", step.name, time.monotonic() - step_started)
-                self.state.record_step(phase.name, step.name, step.once_key)
+                self.state.record_step(phase.name, step.name, seen.key)
                 result.steps_run += 1
             result.status = "done"
         except BaseException as exc:

@@ -3,14 +3,16 @@
 Services that need root (nova-compute, neutron-ovn-agent, cinder-volume) run
 ``sudo <project>-rootwrap /etc/<project>/rootwrap.conf <command>``; oslo.privsep
 starts its helper the same way.  The filters and rootwrap.conf are copied out
-of the venv to /etc/<project>/, root-owned: whoever could edit them would be root.
+of the venv (or a checkout's tree) to /etc/<project>/, root-owned: whoever could edit them would be root.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from minstack import catalogue
 from minstack.context import Wanted
+from minstack.versions import shipped_files
 
 
 def conf_path(project: str) -> Path:
@@ -34,13 +36,15 @@ def rewrite_conf(text: str, project: str, venv: Path) -> str:
 def wanted(ctx, project: str, restarts: tuple[str, ...] = ()) -> list:
     """rootwrap.conf and rootwrap.d/*.filters for project, root-owned, as files a step keeps."""
     venv = ctx.settings.venv
-    source = venv / "etc" / project
+    distribution = catalogue.project(project).distribution
     etc = Path("/etc") / project
-    conf = rewrite_conf((source / "rootwrap.conf").read_text(), project, venv).encode()
+    shipped = shipped_files(venv, distribution, f"etc/{project}")
+    filters = shipped_files(venv, distribution, f"etc/{project}/rootwrap.d")
+    conf = rewrite_conf(shipped["rootwrap.conf"].read_text(), project, venv).encode()
     return [ctx.directory(etc / "rootwrap.d", owner="root", mode=0o755),
             Wanted(conf_path(project), conf, 0o644, "root", None, restarts),
             *(ctx.copy(filters, etc / "rootwrap.d" / filters.name, restarts=restarts)
-              for filters in sorted((source / "rootwrap.d").glob("*.filters")))]
+              for name, filters in sorted(filters.items()) if name.endswith(".filters"))]
 
 
 def step(ctx, project: str, restarts: tuple[str, ...], describe: str):

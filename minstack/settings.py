@@ -22,15 +22,25 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from minstack import catalogue, services
+from minstack.checkouts import (PROJECT_FILES, Checkout, check_ref, check_repo, is_git_tree, local_path,
+                                 locked_distributions, variable_prefix)
 from minstack.errors import ConfigError, Problem, did_you_mean
 from minstack.hostinfo import HostFacts
 from minstack.localrc import Localrc, PostConfig, Setting, parse_localrc
+from minstack.paths import REQUIREMENTS
+from minstack.versions import canonical
 
 KNOWN_RELEASES = ("2026.2",)
 DEFAULT_IMAGE_URL = "https://github.com/cirros-dev/cirros/releases/download/0.6.3/cirros-0.6.3-x86_64-disk.img"
 PASSWORD_KEYS = ("ADMIN_PASSWORD", "DATABASE_PASSWORD", "RABBIT_PASSWORD", "SERVICE_PASSWORD")
 # DevStack's *_CONF keys: each project's config files, as the catalogue declares them.
 CONFIG_FILE_KEYS = tuple(catalogue.config_file_defaults())
+# The catalogue projects that may come from a git checkout: those with a distribution in the venv.
+GIT_PROJECTS = tuple(p for p in catalogue.PROJECTS if p.distribution and p.supported)
+# A checkout's keys: <PREFIX>_REPO, _BRANCH, _DIR (DevStack's names) and their kinds.
+CHECKOUT_PARTS = {"REPO": "repo", "BRANCH": "ref", "DIR": "checkout_dir"}
+# Kinds whose empty value means "not set" (None), not the default.
+UNSET_WHEN_EMPTY = ("phase", "repo", "ref", "checkout_dir", "libs")
 # local.conf phases minstack applies; the others are reported and ignored.
 APPLIED_PHASES = ("post-config", "test-config")
 # The file named in problems when there is no localrc at all.
@@ -115,7 +125,28 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
             field="fail_phase"),
     KeySpec("VERIFY_KEEP_INSTANCE", "debug", "bool", "True",
             "keep the test instance that verify boots, to poke at it afterwards"),
+    # git checkouts (minstack/checkouts.py); each project's own keys follow below
+    KeySpec("GIT_BASE", "git", "repo", "https://opendev.org",
+            "where <PROJECT>_REPO defaults point: $GIT_BASE/openstack/<project>.git"),
+    KeySpec("GIT_DEPTH", "git", "int", "0", "clone and fetch only this many commits (0: the whole history)",
+            minimum=0, maximum=1000000),
+    KeySpec("RECLONE", "git", "bool", "False",
+            "True: fetch every checkout again and force it to its branch, discarding local changes"),
+    KeySpec("ERROR_ON_CLONE", "git", "bool", "False",
+            "True: refuse to clone; every checkout must already be in place"),
+    KeySpec("LIBS_FROM_GIT", "git", "libs", "",
+            "comma-separated libraries to install from git checkouts (e.g. oslo.log,python-novaclient)", field=""),
 )}
+# Each project's checkout (NOVA_REPO, NOVA_BRANCH, NOVA_DIR, ...), from the catalogue: Settings.checkouts.
+KEYS.update({f"{variable_prefix(p.name)}_{part}": KeySpec(f"{variable_prefix(p.name)}_{part}", "git", kind, None, doc,
+                                                           field="")
+             for p in GIT_PROJECTS for part, kind, doc in (
+                 ("REPO", "repo", f"git URL or local path to clone {p.name} from (default "
+                                  f"$GIT_BASE/openstack/{p.name}.git)"),
+                 ("BRANCH", "ref", f"branch, tag, sha or Gerrit ref of {p.name} to check out "
+                                   "(default stable/$OPENSTACK_RELEASE)"),
+                 ("DIR", "checkout_dir", f"where {p.name}'s tree is (default $DEST/{p.name}); alone: use that "
+                                         "tree as it is"))})
 # Each project's config files (KEYSTONE_CONF, NOVA_CONF, ...), from the catalogue: Settings.config_files.
 KEYS.update({key: KeySpec(key, "paths", "file", default, f"config file ({default} by default)", field="")
              for key, default in catalogue.config_file_defaults().items()})
@@ -159,6 +190,7 @@ Settings = make_dataclass("Settings", [
     ("enabled_services", frozenset),
     ("config_files", Mapping),
     ("post_config", tuple),
+    ("checkouts", tuple, field(default=())),
     ("warnings", tuple, field(default=())),
     ("generated_secrets", frozenset, field(default=frozenset())),
 ], bases=(_SettingsBase,), frozen=True)
@@ -297,6 +329,24 @@ def _to_url(text: str, spec: KeySpec) -> str:
     return text
 
 
+def _to_repo(text: str, spec: KeySpec) -> str:
+    check_repo(text)
+    return text.rstrip("/") if spec.name == "GIT_BASE" else text
+
+
+def _to_ref(text: str, spec: KeySpec) -> str:
+    check_ref(text)
+    return text
+
+
+def _to_libs(text: str, spec: KeySpec) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"has an entry '{name}' that is not a distribution name")
+    return names
+
+
 def _to_phase(text: str, spec: KeySpec) -> str:
     if not _PHASE_NAME.fullmatch(text):
         raise ValueError("is not a phase name (or PHASE/STEP)")
@@ -307,7 +357,8 @@ CONVERTERS: dict[str, Callable[[str, KeySpec], object]] = {
     "ip": _to_ip, "address": _to_address, "network": _to_network, "file": _to_file, "dir": _to_dir, "user": _to_user,
     "password": _to_password, "release": _to_release, "choice": _to_choice,
     "install_method": _to_install_method, "bool": _to_bool, "int": _to_int, "urls": _to_urls,
-    "url": _to_url, "phase": _to_phase,
+    "url": _to_url, "phase": _to_phase, "repo": _to_repo, "ref": _to_ref, "checkout_dir": _to_file,
+    "libs": _to_libs,
 }
 
 
@@ -431,11 +482,12 @@ class _Loader:
         self._check_config_files()
         enabled = self._services()
         post_config = self._post_config()
+        checkouts = self._checkouts()
         self.errors.sort(key=self._reading_order)
         self.warnings.sort(key=self._reading_order)
         if self.errors:
             raise ConfigError(self.errors)
-        return self._settings(enabled, post_config)
+        return self._settings(enabled, post_config, checkouts)
 
     def _reading_order(self, problem: Problem) -> tuple:
         """localrc's problems first, each file's by line (those without a line first)."""
@@ -479,7 +531,7 @@ class _Loader:
         if text is None:
             return  # its default depends on a key that failed (already reported)
         self.text[spec.name] = text
-        if text == "" and spec.kind == "phase":
+        if text == "" and spec.kind in UNSET_WHEN_EMPTY:
             self.value[spec.name] = None
             return
         try:
@@ -533,10 +585,18 @@ class _Loader:
 
     # -- unknown keys --
     def _warn_unknown_keys(self) -> None:
+        libraries = self._library_keys()
         for key, setting in self.written.items():
-            if key not in KEYS:
-                self.warnings.append(Problem(setting.file, setting.line, f"unknown setting {key} (ignored)"
-                                             + did_you_mean(key, KEYS)))
+            if key not in KEYS and key not in libraries:
+                hint = ("; a library's checkout keys count only when LIBS_FROM_GIT names it"
+                        if key.rpartition("_")[2] in CHECKOUT_PARTS else did_you_mean(key, KEYS))
+                self.warnings.append(Problem(setting.file, setting.line, f"unknown setting {key} (ignored)" + hint))
+
+    def _library_keys(self) -> dict[str, str]:
+        """The checkout keys of the libraries LIBS_FROM_GIT names (OSLOLOG_REPO, ...) -> their kind."""
+        written = self.written.get("LIBS_FROM_GIT")
+        names = [name.strip() for name in (written.value if written else "").split(",") if name.strip()]
+        return {f"{variable_prefix(name)}_{part}": kind for name in names for part, kind in CHECKOUT_PARTS.items()}
 
     # -- how values fit together --
     def _check_ranges(self) -> None:
@@ -624,6 +684,91 @@ class _Loader:
         self.errors += services.check_requirements(running, ops, self.file)
         return running
 
+    # -- git checkouts --
+    def _checkouts(self) -> tuple[Checkout, ...]:
+        """The projects whose REPO, BRANCH or DIR is set, then the libraries LIBS_FROM_GIT names."""
+        found = [self._checkout(p.name, p.distribution) for p in GIT_PROJECTS
+                 if any(self._is_written(f"{variable_prefix(p.name)}_{part}") for part in CHECKOUT_PARTS)]
+        found += [self._checkout(name, name) for name in self._libraries()]
+        return tuple(checkout for checkout in found if checkout is not None)
+
+    def _libraries(self) -> list[str]:
+        release = self.value.get("OPENSTACK_RELEASE")
+        if not release:
+            return []
+        lock = REQUIREMENTS / f"{release}-lock.txt"
+        locked = locked_distributions(lock)
+        projects = {p.distribution: p for p in GIT_PROJECTS} | {p.name: p for p in GIT_PROJECTS}
+        libraries = []
+        for name in self.value.get("LIBS_FROM_GIT") or ():
+            if name.upper() == "ALL":
+                self._error("LIBS_FROM_GIT", "LIBS_FROM_GIT=ALL is not supported: name the libraries, "
+                                             "e.g. LIBS_FROM_GIT=oslo.log,python-novaclient")
+            elif name in projects:
+                prefix = variable_prefix(projects[name].name)
+                self._error("LIBS_FROM_GIT", f"LIBS_FROM_GIT names {name}, a service, not a library: set "
+                                             f"{prefix}_REPO and {prefix}_BRANCH (or {prefix}_DIR) instead")
+            elif canonical(name) not in locked:
+                self._error("LIBS_FROM_GIT", f"LIBS_FROM_GIT names {name}, which is not in the {release} lock "
+                                             f"({lock.name})" + did_you_mean(name, sorted(locked.values())))
+            else:
+                libraries.append(name)
+        return libraries
+
+    def _checkout_value(self, key: str, kind: str):
+        """A checkout key's value (None: unset, or wrong and reported): a project's from KEYS, a library's here."""
+        if key in KEYS:
+            return self.value.get(key)
+        setting = self.written.get(key)
+        if setting is None or setting.value == "":
+            return None
+        try:
+            return CONVERTERS[kind](setting.value, KeySpec(key, "git", kind, None, ""))
+        except ValueError as problem:
+            self.errors.append(Problem(setting.file, setting.line, f"{key}={_show(setting.value)} {problem}"))
+            return None
+
+    def _checkout_problem(self, key: str, message: str) -> None:
+        setting = self.written.get(key)
+        self.errors.append(Problem(setting.file if setting else self.file, setting.line if setting else None, message))
+
+    def _checkout(self, name: str, distribution: str) -> Checkout | None:
+        """One checkout from its keys, checked against the host before anything changes."""
+        prefix = variable_prefix(name)
+        keys = {part: f"{prefix}_{part}" for part in CHECKOUT_PARTS}
+        written = {part: bool(self.written.get(key) and self.written[key].value) for part, key in keys.items()}
+        repo, ref, tree = (self._checkout_value(keys[part], kind) for part, kind in CHECKOUT_PARTS.items())
+        if any(written[part] and value is None for part, value in zip(CHECKOUT_PARTS, (repo, ref, tree))) \
+                or "DEST" not in self.value or "GIT_BASE" not in self.value:
+            return None  # already reported
+        if tree is not None and not written["REPO"] and not written["BRANCH"]:
+            if not any((tree / file).is_file() for file in PROJECT_FILES):
+                self._checkout_problem(keys["DIR"], f"{keys['DIR']}={tree} is not a Python project to use in place "
+                                                    f"(no {', '.join(PROJECT_FILES)}); set {keys['REPO']} too to "
+                                                    "clone one there")
+                return None
+            return Checkout(name, distribution, "", "", tree)
+        repo = repo or f"{self.value['GIT_BASE']}/openstack/{name}.git"
+        ref = ref or f"stable/{self.value.get('OPENSTACK_RELEASE')}"
+        tree = tree or self.value["DEST"] / name
+        source = local_path(repo)
+        repo_key = keys["REPO"] if written["REPO"] else "GIT_BASE"
+        if source is not None and not source.exists():
+            self._checkout_problem(repo_key, f"{repo_key}: {source} does not exist (the repository of {name})")
+        elif not is_git_tree(tree) and tree.is_dir() and any(tree.iterdir()):
+            self._checkout_problem(keys["DIR"] if written["DIR"] else repo_key,
+                                   f"{tree} exists and is not a git checkout, so {name} cannot be cloned there; "
+                                   f"move it away, or set only {keys['DIR']}={tree} to use it as it is")
+        elif not is_git_tree(tree) and self.value.get("ERROR_ON_CLONE"):
+            self._checkout_problem("ERROR_ON_CLONE", f"ERROR_ON_CLONE=True, but {name} is not in {tree} and would be "
+                                                     f"cloned from {repo}; clone it there first")
+        elif not is_git_tree(tree) and self.value.get("OFFLINE") and source is None:
+            self._checkout_problem("OFFLINE", f"OFFLINE=True, but {name} is not in {tree} and cannot be cloned "
+                                              f"from {repo} offline; set {keys['REPO']} to a local path")
+        else:
+            return Checkout(name, distribution, repo, ref, tree)
+        return None
+
     # -- local.conf [[post-config|...]] --
     def _post_config(self) -> tuple[PostConfig, ...]:
         entries = []
@@ -679,13 +824,15 @@ class _Loader:
         return _VALUE_VARIABLE.sub(lambda m: known.get(m[1] or m[2], m[0]), value)
 
     # -- the result --
-    def _settings(self, enabled: frozenset[str], post_config: tuple[PostConfig, ...]) -> Settings:
+    def _settings(self, enabled: frozenset[str], post_config: tuple[PostConfig, ...],
+                  checkouts: tuple[Checkout, ...]) -> Settings:
         return Settings(
             source=self.localrc.path if self.localrc else None,
             **{spec.attribute: self.value[name] for name, spec in KEYS.items() if spec.attribute},
             enabled_services=enabled,
             config_files=MappingProxyType({key: self.value[key] for key in CONFIG_FILE_KEYS}),
             post_config=post_config,
+            checkouts=checkouts,
             warnings=tuple(self.warnings),
             generated_secrets=frozenset(self.generated),
         )

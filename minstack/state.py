@@ -31,6 +31,11 @@ class State:
             self.data["steps"][f"{phase}/{step}"] = {"key": key, "at": time.time()}
             self._save()
 
+    def forget_step(self, phase: str, step: str) -> None:
+        with self._lock:
+            if self.data["steps"].pop(f"{phase}/{step}", None) is not None:
+                self._save()
+
     def forget_phase(self, phase: str) -> None:
         with self._lock:
             prefix = f"{phase}/"

@@ -27,7 +27,7 @@ class Glance(ApiService):
         s = ctx.settings
         conf = self.conf(s)
         # The paste pipelines ship in the wheel; glance-api.conf points [paste_deploy] at this copy.
-        paste = ctx.copy(s.venv / "etc" / "glance" / "glance-api-paste.ini", conf.parent / "glance-api-paste.ini",
+        paste = ctx.copy(self.shipped(s, "glance-api-paste.ini"), conf.parent / "glance-api-paste.ini",
                          **self.private(s), restarts=("glance-api",))
         return [ctx.directory(self.etc, owner="root", group=s.stack_user, mode=0o750), paste,
                 ctx.template("glance/glance-api.conf.j2", conf, **self.private(s), restarts=("glance-api",),

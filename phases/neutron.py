@@ -29,7 +29,7 @@ from minstack.derived_secrets import metadata_secret
 from minstack.errors import MinstackError
 from minstack.phase import Step
 from minstack.supervisor import Daemon
-from minstack.versions import installed_version
+from minstack.versions import code_key
 
 AGENT_CONF = Path("/etc/neutron/neutron_ovn_agent.ini")
 # NEUTRON_CONF and Q_ML2_CONF_FILE are where the catalogue (and the user's localrc) say.
@@ -88,7 +88,7 @@ class Neutron(ApiService):
         restarts = tuple(name for name in SERVER_DAEMONS if s.is_enabled("q-svc"))
         return [
             # oslo.service's paste loader finds api-paste.ini next to neutron.conf
-            ctx.copy(s.venv / "etc" / "neutron" / "api-paste.ini", conf.parent / "api-paste.ini", **private,
+            ctx.copy(self.shipped(s, "api-paste.ini"), conf.parent / "api-paste.ini", **private,
                      restarts=("neutron-api",)),
             ctx.template("neutron/neutron.conf.j2", conf, restarts=restarts, **private,
                          state_path=state_path(s), lock_path=lock_path(s)),
@@ -109,7 +109,7 @@ class Neutron(ApiService):
         s = ctx.settings
         manage = [str(s.venv / "bin" / "neutron-db-manage"), *self.server_conf(s), "upgrade", "heads"]
         return [Step("db upgrade", lambda: ctx.sh.run(manage, user=s.stack_user), "neutron-db-manage upgrade heads",
-                     once_key=installed_version(s.venv, "neutron"))]
+                     once_key=code_key(s.venv, self.entry.distribution))]
 
     def after_start(self, ctx):
         s = ctx.settings

@@ -182,7 +182,7 @@ class Nova(ApiService):
                       novnc_web=NOVNC_WEB, metadata_secret=metadata_secret(s),
                       ovsdb_connection=catalogue.OVSDB_CONNECTION)
         files = [ctx.directory(self.etc, owner="root", group=s.stack_user, mode=0o750),
-                 ctx.copy(s.venv / "etc" / "nova" / PASTE, self.etc / PASTE, **self.private(s),
+                 ctx.copy(self.shipped(s, PASTE), self.etc / PASTE, **self.private(s),
                           restarts=tuple(daemons & {"nova-api", "nova-metadata"})),
                  ctx.template("nova/nova.conf.j2", self.conf(s, "NOVA_CONF"), **self.private(s), compute_only=False,
                               **values, restarts=tuple(daemons - {"nova-compute"}))]

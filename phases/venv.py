@@ -3,6 +3,10 @@
 Installed with uv (several times faster than pip here: tools/bench_install.py
 measures both). The venv is owned by root: the services run as the stack user
 and can read, but not change, their own code.
+
+What comes from git checkouts instead (NOVA_REPO, LIBS_FROM_GIT, ...) is left
+out of the lock and installed editable after it (minstack/checkouts.py); a
+project no longer from git gets its release back, and its daemons restart.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from minstack import checkouts
 from minstack.errors import MinstackError
 from minstack.paths import REQUIREMENTS
 from minstack.phase import Phase, Step
@@ -38,11 +43,21 @@ class Venv(Phase):
         s = ctx.settings
         venv = s.venv
         python = venv / "bin" / "python"
-        lock = lock_file(s.openstack_release)
-        fingerprint = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+        # the release's lock without what comes from checkouts
+        lock = s.state_dir / f"{s.openstack_release}-lock.txt"
+        locked = checkouts.lock_without(lock_file(s.openstack_release), s.checkouts)
+        fingerprint = hashlib.sha256(locked.encode()).hexdigest()[:16]
         # uv keeps its cache outside DATA_DIR, so a re-stack after unstack --clean is warm.
         env = {"UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", "/var/cache/minstack/uv"),
                "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+
+        def install():
+            ctx.write_file(lock, locked)
+            released = checkouts.released_again(venv, s.checkouts)  # editable now, a release from here on
+            ctx.sh.run([uv_binary(), "pip", "install", "--python", python, "--compile-bytecode", "-r", lock], env=env)
+            for name in released:
+                ctx.restart.update(checkouts.daemons_running(ctx, name))
+            checkouts.forget_replaced(ctx)
 
         def link_cli():
             if OPENSTACK_CLI_LINK.is_symlink() or OPENSTACK_CLI_LINK.exists():
@@ -53,12 +68,12 @@ class Venv(Phase):
             Step("create", lambda: ctx.sh.run([uv_binary(), "venv", "--python", "/usr/bin/python3", "--seed",
                                                venv], env=env),
                  f"create {venv} with Debian's python3", check=python.exists),
-            Step("install", lambda: ctx.sh.run([uv_binary(), "pip", "install", "--python", python,
-                                                "--compile-bytecode", "-r", lock], env=env),
-                 f"install OpenStack {s.openstack_release} from {lock.name}", once_key=fingerprint),
+            Step("install", install, f"install OpenStack {s.openstack_release} from {lock.name}"
+                 + (f" (but {', '.join(c.name for c in s.checkouts)})" if s.checkouts else ""), once_key=fingerprint),
             Step("openstack cli", link_cli, f"{OPENSTACK_CLI_LINK} -> the venv's openstack",
                  check=lambda: OPENSTACK_CLI_LINK.is_symlink()
                  and OPENSTACK_CLI_LINK.resolve() == (venv / "bin" / "openstack").resolve()),
+            *checkouts.steps(ctx, uv_binary, env, fingerprint),
         ]
 
     def clean(self, ctx):

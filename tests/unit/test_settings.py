@@ -332,9 +332,9 @@ def warnings_of(tmp_path, text):
 
 
 def test_unknown_setting_is_a_warning_with_a_suggestion(tmp_path):
-    assert warnings_of(tmp_path, "# x\nLOGDIRR=/var/log/stack\nRECLONE=yes\n") == [
+    assert warnings_of(tmp_path, "# x\nLOGDIRR=/var/log/stack\nUSE_SCREEN=False\n") == [
         f"{tmp_path / 'localrc'}:2: unknown setting LOGDIRR (ignored); did you mean 'LOGDIR'?",
-        f"{tmp_path / 'localrc'}:3: unknown setting RECLONE (ignored)"]
+        f"{tmp_path / 'localrc'}:3: unknown setting USE_SCREEN (ignored)"]
 
 
 def test_never_supported_service_is_a_warning_and_ignored(tmp_path):
@@ -619,7 +619,7 @@ def test_localrc_example_loads_as_is(tmp_path):
 def test_keys_table_is_sound():
     for spec in KEYS.values():
         assert spec.doc and spec.group in ("network", "passwords", "paths", "services", "images",
-                                           "performance", "debug")
+                                           "performance", "debug", "git")
         assert spec.kind == "services" or spec.kind in CONVERTERS
 
 
