@@ -240,11 +240,16 @@ def of_the_stack(pid: int, dest: Path, users: tuple[str, ...]) -> bool:
     return exe in stack_programs() or str(dest) in exe or any(str(dest) in arg for arg in argv) or user in users
 
 
+EPMD_STARTER = "-sname epmd-starter-"
+
+
 def processes(dest: Path = Path("/opt/stack"), users: tuple[str, ...] = ("stack",)) -> list[str]:
     """The stack's daemons (:func:`of_the_stack`) and what they run."""
     lines = set()
     for p in daemons():
         try:
+            if EPMD_STARTER in " ".join(p.cmdline()):
+                continue  # rabbitmqctl's own helper: it ends within a second, with a new name each time
             if of_the_stack(p.pid, dest, users):
                 lines.add(f"{p.username()} {p.name()}: {' '.join(p.cmdline())[:300]}")
         except psutil.Error:
@@ -282,6 +287,12 @@ def take(keep_accounts: tuple[str, ...] = (), parts: tuple[str, ...] = PARTS,
     user, whose processes count); ``trees`` are extra directories whose files are fingerprinted like
     /etc's; ``dest`` is $DEST."""
     result: dict[str, list[str]] = {}
+    # Processes and sockets first: asking MariaDB and RabbitMQ below starts short-lived helpers
+    # (rabbitmqctl's epmd-starter, a private mariadbd) that must not be caught in the act.
+    if "listening" in parts:
+        result["listening"] = listening(dest=dest, users=keep_accounts)
+    if "processes" in parts:
+        result["processes"] = processes(dest, keep_accounts)
     if "etc" in parts:
         result["etc"] = etc_files("/etc", keep_accounts)
     if "users" in parts:
@@ -292,10 +303,6 @@ def take(keep_accounts: tuple[str, ...] = (), parts: tuple[str, ...] = PARTS,
         result["mariadb"] = mariadb()
     if "rabbitmq" in parts:
         result["rabbitmq"] = rabbitmq()
-    if "listening" in parts:
-        result["listening"] = listening(dest=dest, users=keep_accounts)
-    if "processes" in parts:
-        result["processes"] = processes(dest, keep_accounts)
     if "network" in parts:
         result.update(network())
     for tree in trees:
