@@ -97,7 +97,8 @@ PROJECTS: tuple[Project, ...] = (
        unsupported="minstack's services do not need etcd", in_default=("etcd3",)),
     _p(name="tls-proxy", services={"tls-proxy": "TLS-terminating proxy in front of the APIs"}),
     # ---- identity, images, placement ----
-    _p(name="keystone", phase="keystone", distribution="keystone", services={"key": "Keystone identity service"}, meta=("keystone",),
+    _p(name="keystone", phase="keystone", distribution="keystone", services={"key": "Keystone identity service"},
+       meta=("keystone",),
        config_files={"KEYSTONE_CONF": "/etc/keystone/keystone.conf"}, databases=("keystone",),
        catalog=CatalogEntry("identity", "keystone", "Keystone Identity Service", api="keystone"),
        apis=(Api("keystone", "key", "keystone.wsgi.api", 5000,

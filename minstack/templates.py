@@ -51,7 +51,6 @@ def environment() -> jinja2.Environment:
 def common_context(s) -> dict:
     from minstack.derived_secrets import database_password
     from minstack.mysql import account_for
-    host = s.service_host
     base = s.base_services_host  # MariaDB, RabbitMQ, memcached
 
     def db_url(name: str) -> str:
