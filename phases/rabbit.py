@@ -5,6 +5,7 @@ import ipaddress
 from pathlib import Path
 
 import pika
+import psutil
 
 from minstack.catalogue import ports
 from minstack.errors import MinstackError
@@ -34,6 +35,12 @@ def amqp_login_works(host: str, password: str) -> bool:
 
 def node_database() -> list[Path]:
     return sorted(MNESIA.glob("rabbit@*")) if MNESIA.is_dir() else []
+
+
+def server_runs() -> bool:
+    """A RabbitMQ node runs on this host (its Erlang VM, as the rabbitmq user)."""
+    return any(p.info["name"] == "beam.smp" and p.info["username"] == "rabbitmq"
+               for p in psutil.process_iter(["name", "username"]))
 
 
 def epmd_addresses(host: str) -> str:
@@ -95,7 +102,9 @@ class Rabbit(Phase):
         (RabbitMQ is stopped for that: --clean stops it anyway).  A RabbitMQ stopped by
         ./unstack.py --all is started to delete stackrabbit from a database minstack did not make."""
         marker = self.database_marker(ctx)
-        running = Path(CTL).exists() and ctx.sh.ok([CTL, "-q", "status"])
+        # not rabbitmqctl to find out: where no epmd runs, it starts one (epmd -daemon) that stays
+        # behind, and the next stack's epmd then cannot listen
+        running = server_runs()
         if not running and not marker.exists() and node_database() and Path(ENV_CONF).exists():
             for daemon in self.daemons(ctx):
                 ctx.start(daemon)
