@@ -179,8 +179,11 @@ def load_or_report(console, config: str | None, warn: bool = True) -> Settings |
 
 
 def stack_main(argv: list[str]) -> int:
-    if argv and argv[0] in DAEMON_COMMANDS:
-        return daemon_command_main(argv[0], argv[1:])
+    command = first_word(argv)
+    if command in DAEMON_COMMANDS:
+        argv = list(argv)
+        argv.remove(command)
+        return daemon_command_main(command, argv)
     args = stack_parser().parse_args(argv)
     console = make_console()
     settings = load_or_report(console, args.config, warn=not args.json)  # --json: stdout is data only
@@ -269,6 +272,21 @@ def status_main(console, settings: Settings, as_json: bool = False) -> int:
 
 # ---- ./stack.py restart / logs: the developer's loop ------------------------------------------------
 DAEMON_COMMANDS = ("restart", "logs")
+
+
+def first_word(argv: list[str]) -> str | None:
+    """The command word of ./stack.py [-c FILE] COMMAND ...: the first argument that is neither an
+    option nor an option's value."""
+    takes_value = {"-c", "--config", "--only", "--skip"}
+    skip_next = False
+    for arg in argv:
+        if skip_next:
+            skip_next = False
+        elif arg in takes_value:
+            skip_next = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def daemon_parser(command: str) -> argparse.ArgumentParser:

@@ -85,3 +85,11 @@ def test_logs_prints_the_last_lines_masked_and_follows(tmp_path, capsys):
         assert capsys.readouterr().out.splitlines() == ["new line"]
     finally:
         masking.clear()
+
+
+def test_the_command_word_may_come_after_the_config_option():
+    from minstack.cli import first_word
+    assert first_word(["--config", "tests/functional/localrc", "logs", "n-api", "-n", "20"]) == "logs"
+    assert first_word(["-c", "localrc", "restart", "n-*"]) == "restart"
+    assert first_word(["restart", "n-api"]) == "restart"
+    assert first_word(["--fresh"]) is None
