@@ -182,20 +182,6 @@ class Context:
             self.log.info("fixed mode/owner of %s", path)
         return changed
 
-    def render(self, template: str, path: str | Path, *, mode: int = 0o644, owner: str = "root",
-               group: str | None = None, restarts: tuple[str, ...] = (), **extra) -> bool:
-        """Render a template from files/templates to path (only written when it differs).
-
-        local.conf post-config sections for this path are merged in before the compare.
-
-        ``restarts`` names the daemons that must restart when the file changed.
-        """
-        wanted = self.template(template, path, mode=mode, owner=owner, group=group, restarts=restarts, **extra)
-        changed = self.write_file(wanted.path, wanted.content, mode=mode, owner=owner, group=group)
-        if changed:
-            self.restart.update(restarts)
-        return changed
-
     # ---- ./unstack.py --clean ------------------------------------------------------------------
     def drop_databases(self, *names: str) -> None:
         """Drop this phase's databases; if MariaDB is already down, say so rather than pretend."""

@@ -21,7 +21,7 @@ As in DevStack, ./stack.py installs and configures Tempest but does not run it:
   looked up through its APIs: the uploaded image, DevStack's small flavors,
   the public network, neutron's extensions, nova's highest microversion.
   local.conf ``[[test-config|$TEMPEST_CONFIG]]`` sections are merged into it
-  (ctx.render merges only post-config sections, so this phase does both).
+  (ctx.template merges only post-config sections, so this phase does both).
 """
 from __future__ import annotations
 
