@@ -11,8 +11,12 @@ APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-o", "Acquire::Retries=3"]
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
 
 
-def read_list(name: str, directory: Path = DEBS) -> list[str]:
-    """One package per line; '#' starts a comment."""
+def read_list(name: str, directory: Path | None = None) -> list[str]:
+    """One package per line; '#' starts a comment.  Looked up in files/debs, then in the enabled
+    minstack plugins' debs/ directories."""
+    if directory is None:
+        from minstack import plugins
+        directory = next((d for d in (DEBS, *plugins.debs_directories()) if (d / name).exists()), DEBS)
     packages = []
     for line in (directory / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()

@@ -70,13 +70,16 @@ class Project:
     tempest_service: str = ""                         # ... true when this service is enabled
     in_default: tuple[str, ...] = ()                  # DevStack's default ENABLED_SERVICES among services
     distribution: str = ""                            # its Python distribution in the venv, if any
+    devstack_plugin: str = ""                         # DevStack's plugin for it: enable_plugin NAME enables it
+    plugin: str = ""                                  # the minstack plugin that declared it ("": built in)
 
     @property
     def supported(self) -> bool:
         return self.phase is not None
 
 
-def _p(**kwargs) -> Project:
+def declare(**kwargs) -> Project:
+    """A Project, its mappings frozen (what minstack's projects and plugins' PROJECTS are built with)."""
     for key in ("services", "config_files", "ports"):
         if key in kwargs:
             kwargs[key] = MappingProxyType(dict(kwargs[key]))
@@ -85,31 +88,31 @@ def _p(**kwargs) -> Project:
 
 PROJECTS: tuple[Project, ...] = (
     # ---- base services ----
-    _p(name="mysql", phase="mysql", services={"mysql": "MySQL/MariaDB database server"},
+    declare(name="mysql", phase="mysql", services={"mysql": "MySQL/MariaDB database server"},
        ports={"mysql": 3306}, in_default=("mysql",)),
-    _p(name="postgresql", services={"postgresql": "PostgreSQL database server"}, planned=False,
+    declare(name="postgresql", services={"postgresql": "PostgreSQL database server"}, planned=False,
        unsupported="minstack uses MySQL/MariaDB"),
-    _p(name="rabbit", phase="rabbit", services={"rabbit": "RabbitMQ message broker"},
+    declare(name="rabbit", phase="rabbit", services={"rabbit": "RabbitMQ message broker"},
        ports={"rabbit": 5672}, in_default=("rabbit",)),
     # memcached is not a service name, as in DevStack: it comes with keystone.
-    _p(name="memcached", phase="memcached", services={}, ports={"memcached": 11211}),
-    _p(name="etcd3", services={"etcd3": "etcd key-value store (Cinder coordination)"}, planned=False,
+    declare(name="memcached", phase="memcached", services={}, ports={"memcached": 11211}),
+    declare(name="etcd3", services={"etcd3": "etcd key-value store (Cinder coordination)"}, planned=False,
        unsupported="minstack's services do not need etcd", in_default=("etcd3",)),
-    _p(name="tls-proxy", services={"tls-proxy": "TLS-terminating proxy in front of the APIs"}),
+    declare(name="tls-proxy", services={"tls-proxy": "TLS-terminating proxy in front of the APIs"}),
     # ---- identity, images, placement ----
-    _p(name="keystone", phase="keystone", distribution="keystone", services={"key": "Keystone identity service"},
+    declare(name="keystone", phase="keystone", distribution="keystone", services={"key": "Keystone identity service"},
        meta=("keystone",),
        config_files={"KEYSTONE_CONF": "/etc/keystone/keystone.conf"}, databases=("keystone",),
        catalog=CatalogEntry("identity", "keystone", "Keystone Identity Service", api="keystone"),
        apis=(Api("keystone", "key", "keystone.wsgi.api", 5000,
                  config_env="OS_KEYSTONE_CONFIG_DIR", files_env="OS_KEYSTONE_CONFIG_FILES", ready_path="/v3"),),
        in_default=("key",)),
-    _p(name="glance", phase="glance", distribution="glance", services={"g-api": "Glance image API"}, meta=("glance",),
+    declare(name="glance", phase="glance", distribution="glance", services={"g-api": "Glance image API"}, meta=("glance",),
        config_files={"GLANCE_API_CONF": "/etc/glance/glance-api.conf"}, databases=("glance",),
        catalog=CatalogEntry("image", "glance", "Glance Image Service", api="glance-api"),
        apis=(Api("glance-api", "g-api", "glance.wsgi.api", 9292, config_env="OS_GLANCE_CONFIG_DIR"),),
        tempest="glance", tempest_service="g-api", in_default=("g-api",)),
-    _p(name="placement", phase="placement", distribution="openstack_placement",
+    declare(name="placement", phase="placement", distribution="openstack_placement",
        services={"placement-api": "Placement API",
                  "placement-client": "configure Nova to use Placement (no daemon of its own)"},
        meta=("placement",), config_files={"PLACEMENT_CONF": "/etc/placement/placement.conf"},
@@ -119,7 +122,7 @@ PROJECTS: tuple[Project, ...] = (
                  config_env="OS_PLACEMENT_CONFIG_DIR"),),
        in_default=("placement-api", "placement-client")),
     # ---- compute ----
-    _p(name="nova", phase="nova", distribution="nova",
+    declare(name="nova", phase="nova", distribution="nova",
        services={"n-api": "Nova compute API", "n-api-meta": "Nova metadata API", "n-cond": "Nova conductor",
                  "n-sch": "Nova scheduler", "n-cpu": "Nova compute (libvirt)",
                  "n-novnc": "Nova noVNC console proxy"},
@@ -133,16 +136,16 @@ PROJECTS: tuple[Project, ...] = (
                  config_env="OS_NOVA_CONFIG_DIR", files_env="OS_NOVA_CONFIG_FILES")),
        ports={"novnc": 6080}, rootwrap=("n-cpu",), tempest="nova", tempest_service="n-api",
        in_default=("n-api", "n-cpu", "n-cond", "n-sch", "n-novnc", "n-api-meta")),
-    _p(name="nova-extras",
+    declare(name="nova-extras",
        services={"n-super-cond": "Nova super-conductor (multi-cell)", "n-spice": "Nova SPICE console proxy",
                  "n-sproxy": "Nova serial console proxy"},
        planned=False, unsupported="minstack runs a single cell and offers the noVNC console"),
     # ---- networking: Neutron with OVN ----
-    _p(name="ovn", phase="ovn",
+    declare(name="ovn", phase="ovn",
        services={"ovn-northd": "OVN northd and its databases", "ovn-controller": "OVN controller",
                  "ovs-vswitchd": "Open vSwitch daemon", "ovsdb-server": "Open vSwitch database"},
        in_default=("ovn-controller", "ovn-northd", "ovs-vswitchd", "ovsdb-server")),
-    _p(name="neutron", phase="neutron", distribution="neutron",
+    declare(name="neutron", phase="neutron", distribution="neutron",
        services={"q-svc": "Neutron server", "q-ovn-agent": "Neutron OVN agent (metadata)"},
        meta=("neutron",),
        config_files={"NEUTRON_CONF": "/etc/neutron/neutron.conf",
@@ -153,33 +156,33 @@ PROJECTS: tuple[Project, ...] = (
                  config_env="OS_NEUTRON_CONFIG_DIR", files_env="OS_NEUTRON_CONFIG_FILES"),),
        rootwrap=("q-ovn-agent",), tempest="neutron", tempest_service="q-svc",
        in_default=("q-svc", "q-ovn-agent")),
-    _p(name="neutron-ovs-agents",
+    declare(name="neutron-ovs-agents",
        services={"q-agt": "Neutron Open vSwitch agent (ML2/OVS)", "q-dhcp": "Neutron DHCP agent (ML2/OVS)",
                  "q-l3": "Neutron L3 agent (ML2/OVS)", "q-meta": "Neutron metadata agent (ML2/OVS)",
                  "q-metering": "Neutron metering agent"},
        planned=False, unsupported="minstack uses OVN, not the ML2/OVS agents"),
     # ---- block storage ----
-    _p(name="cinder", distribution="cinder",
+    declare(name="cinder", distribution="cinder",
        services={"c-api": "Cinder volume API", "c-sch": "Cinder scheduler",
                  "c-vol": "Cinder volume service", "c-bak": "Cinder backup service"},
        meta=("cinder",), config_files={"CINDER_CONF": "/etc/cinder/cinder.conf"}, databases=("cinder",),
        rootwrap=("c-vol",), tempest="cinder", tempest_service="c-api",
        in_default=("c-sch", "c-api", "c-vol")),
     # ---- object storage, orchestration ----
-    _p(name="swift",
+    declare(name="swift",
        services={"s-proxy": "Swift proxy", "s-object": "Swift object server",
                  "s-container": "Swift container server", "s-account": "Swift account server"},
        meta=("swift",), planned=False, unsupported="minstack does not install Swift", tempest="swift"),
-    _p(name="heat",
+    declare(name="heat",
        services={"h-api": "Heat orchestration API", "h-api-cfn": "Heat CloudFormation API",
                  "h-eng": "Heat engine"},
-       meta=("heat",)),
+       meta=("heat",), devstack_plugin="heat"),
     # ---- dashboard, tests, DevStack tooling ----
-    _p(name="horizon", phase="horizon", distribution="horizon", services={"horizon": "Horizon dashboard"},
+    declare(name="horizon", phase="horizon", distribution="horizon", services={"horizon": "Horizon dashboard"},
        ports={"horizon": 80}, tempest="horizon", tempest_service="horizon", in_default=("horizon",)),
-    _p(name="tempest", phase="tempest", services={"tempest": "Tempest test suite (configured, not run)"},
+    declare(name="tempest", phase="tempest", services={"tempest": "Tempest test suite (configured, not run)"},
        config_files={"TEMPEST_CONFIG": "$DEST/tempest/etc/tempest.conf"}, in_default=("tempest",)),
-    _p(name="devstack-tools",
+    declare(name="devstack-tools",
        services={"dstat": "DevStack's resource usage logger", "memory_tracker": "DevStack's memory usage logger",
                  "file_tracker": "DevStack's open-files logger",
                  "openstack-cli-server": "DevStack's cached openstack CLI server"},
@@ -204,23 +207,41 @@ DEFAULT_ENABLED_SERVICES: tuple[str, ...] = (
 )
 
 
-# ---- lookups derived from PROJECTS ----------------------------------------------------------------
+# ---- projects minstack plugins add (minstack/plugins.py) ---------------------------------------------
+_PLUGIN_PROJECTS: dict[str, tuple[Project, ...]] = {}   # plugin name -> its projects
+
+
+def add_plugin_projects(plugin: str, declared: tuple[Project, ...]) -> None:
+    """Declare a plugin's projects (again: replaces what the same plugin declared before)."""
+    _PLUGIN_PROJECTS[plugin] = tuple(declared)
+
+
+def forget_plugins() -> None:
+    _PLUGIN_PROJECTS.clear()
+
+
+def projects() -> tuple[Project, ...]:
+    """Every project: minstack's own, then those of the enabled plugins."""
+    return PROJECTS + tuple(p for declared in _PLUGIN_PROJECTS.values() for p in declared)
+
+
+# ---- lookups derived from the projects -------------------------------------------------------------
 def project(name: str) -> Project:
-    for found in PROJECTS:
+    for found in projects():
         if found.name == name:
             return found
     raise KeyError(name)
 
 
 def project_of_service(service: str) -> Project:
-    for found in PROJECTS:
+    for found in projects():
         if service in found.services:
             return found
     raise KeyError(service)
 
 
 def phase_projects(phase: str) -> list[Project]:
-    return [p for p in PROJECTS if p.phase == phase]
+    return [p for p in projects() if p.phase == phase]
 
 
 def phase_services(phase: str) -> tuple[str, ...]:
@@ -229,16 +250,16 @@ def phase_services(phase: str) -> tuple[str, ...]:
 
 
 def known_services() -> dict[str, str]:
-    return {name: text for p in PROJECTS for name, text in p.services.items()}
+    return {name: text for p in projects() for name, text in p.services.items()}
 
 
 def meta_names() -> dict[str, tuple[str, ...]]:
     """meta-name -> the services it stands for (``cinder`` -> c-api, c-sch, c-vol, c-bak)."""
-    return {meta: tuple(p.services) for p in PROJECTS for meta in p.meta}
+    return {meta: tuple(p.services) for p in projects() for meta in p.meta}
 
 
 def api(daemon: str) -> Api:
-    for p in PROJECTS:
+    for p in projects():
         for found in p.apis:
             if found.daemon == daemon:
                 return found
@@ -248,7 +269,7 @@ def api(daemon: str) -> Api:
 def ports() -> dict[str, int]:
     """Every fixed port minstack opens, by name (API daemons by their daemon name)."""
     found = {}
-    for p in PROJECTS:
+    for p in projects():
         found.update({a.daemon: a.port for a in p.apis})
         found.update(p.ports)
     return found
@@ -256,7 +277,7 @@ def ports() -> dict[str, int]:
 
 def config_file_defaults() -> dict[str, str]:
     """*_CONF key -> default path (as written in localrc: $DEST may appear)."""
-    return {key: path for p in PROJECTS for key, path in p.config_files.items()}
+    return {key: path for p in projects() for key, path in p.config_files.items()}
 
 
 def fixed_file_names() -> dict[str, tuple[str, str]]:
@@ -267,7 +288,7 @@ def fixed_file_names() -> dict[str, tuple[str, str]]:
     <dir>/placement.conf, and nothing else.
     """
     fixed = {}
-    for p in PROJECTS:
+    for p in projects():
         for found in p.apis:
             if found.config_env and not found.files_env and p.config_files:
                 key, default = next(iter(p.config_files.items()))
@@ -292,13 +313,13 @@ def keystone_url(settings) -> str:
 
 def rootwrap_projects(settings) -> list[str]:
     """Projects whose enabled services call <project>-rootwrap through sudo (sudoers lines)."""
-    return [p.name for p in PROJECTS if p.rootwrap and settings.is_enabled(*p.rootwrap)]
+    return [p.name for p in projects() if p.rootwrap and settings.is_enabled(*p.rootwrap)]
 
 
 def tempest_available(settings) -> dict[str, bool]:
     """Tempest's [service_available]: each known project, true when its service is stacked."""
     return {p.tempest: bool(p.tempest_service) and settings.is_enabled(p.tempest_service)
-            for p in PROJECTS if p.tempest}
+            for p in projects() if p.tempest}
 
 
 # ---- facts several phases share --------------------------------------------------------------------

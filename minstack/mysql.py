@@ -17,16 +17,16 @@ from minstack import catalogue
 
 SOCKET = "/run/mysqld/mysqld.sock"
 
-# account -> (the DevStack services that use it, its databases): one account per catalogue
-# project that has databases, named after the project (minstack/catalogue.py)
-ACCOUNTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    project.name: (tuple(project.services), project.databases)
-    for project in catalogue.PROJECTS if project.databases}
+def accounts() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """account -> (the DevStack services that use it, its databases): one account per catalogue
+    project that has databases (plugins' included), named after the project (minstack/catalogue.py)."""
+    return {project.name: (tuple(project.services), project.databases)
+            for project in catalogue.projects() if project.databases}
 
 
 def account_for(database: str) -> str:
     """The account that owns a database (nova_cell1 -> nova)."""
-    for account, (_, databases) in ACCOUNTS.items():
+    for account, (_, databases) in accounts().items():
         if database in databases:
             return account
     return database.split("_")[0]

@@ -37,7 +37,8 @@ def phase_module(name: str):
 
 
 def load_phases() -> list[Phase]:
-    """Import every phases/*.py module and collect its PHASE."""
+    """Import every phases/*.py module and collect its PHASE, then the enabled plugins' phases."""
+    from minstack import plugins
     phases = []
     for path in sorted(PHASES.glob("*.py")):
         if path.name.startswith("_"):
@@ -47,6 +48,7 @@ def load_phases() -> list[Phase]:
         if not isinstance(phase, Phase):
             raise PipelineError(f"{path}: defines no PHASE")
         phases.append(phase)
+    phases += plugins.phases()
     names = [p.name for p in phases]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:

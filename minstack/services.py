@@ -4,9 +4,9 @@ Service names are DevStack's, so a DevStack localrc/local.conf keeps working:
 every name DevStack users commonly enable is known here.  A known service is
 in one of three states:
 
-* supported -- minstack installs it (SUPPORTED_SERVICES; grows as phases land);
+* supported -- minstack (or an enabled minstack plugin) installs it (supported_services());
 * not supported yet -- enabling it is an error at the line that enabled it;
-* never supported (NOT_PLANNED) -- enabling it is a warning and it is ignored.
+* never supported (not_planned()) -- enabling it is a warning and it is ignored.
 """
 from __future__ import annotations
 
@@ -14,21 +14,31 @@ from minstack import catalogue
 from minstack.errors import Problem, did_you_mean
 from minstack.localrc import ServiceOp
 
-# Everything below is derived from the catalogue (minstack/catalogue.py); add a service there.
-KNOWN_SERVICES: dict[str, str] = catalogue.known_services()
+# Everything below is derived from the catalogue (minstack/catalogue.py), minstack plugins' projects
+# included (they are declared while the settings load): add a service there.
 SERVICE_ALIASES = catalogue.SERVICE_ALIASES
-META_NAMES: dict[str, tuple[str, ...]] = catalogue.meta_names()
-
-# What this minstack installs: the services of every project a phase installs.
-SUPPORTED_SERVICES: frozenset[str] = frozenset(
-    name for project in catalogue.PROJECTS if project.supported for name in project.services)
-
-# Known services minstack will never install, with the reason shown to the
-# user; enabling one is a warning and it is ignored.
-NOT_PLANNED: dict[str, str] = {name: project.unsupported for project in catalogue.PROJECTS
-                               if not project.planned for name in project.services}
-
 DEFAULT_ENABLED_SERVICES = catalogue.DEFAULT_ENABLED_SERVICES
+
+
+def known_services() -> dict[str, str]:
+    return catalogue.known_services()
+
+
+def meta_names() -> dict[str, tuple[str, ...]]:
+    return catalogue.meta_names()
+
+
+def supported_services() -> frozenset[str]:
+    """What this minstack installs: the services of every project a phase installs."""
+    return frozenset(name for project in catalogue.projects() if project.supported for name in project.services)
+
+
+def not_planned() -> dict[str, str]:
+    """Known services minstack will never install, with the reason shown to the user;
+    enabling one is a warning and it is ignored."""
+    return {name: project.unsupported for project in catalogue.projects()
+            if not project.planned for name in project.services}
+
 
 # Services another enabled service cannot work without (checked for the
 # supported services only).
@@ -40,7 +50,8 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 
 def default_services() -> tuple[str, ...]:
     """DevStack's default set, limited to what this minstack supports."""
-    return tuple(name for name in DEFAULT_ENABLED_SERVICES if name in SUPPORTED_SERVICES)
+    supported = supported_services()
+    return tuple(name for name in DEFAULT_ENABLED_SERVICES if name in supported)
 
 
 def canonical(name: str) -> str:
@@ -51,7 +62,7 @@ def canonical(name: str) -> str:
 def expand(name: str) -> tuple[str, ...]:
     """The services a written name stands for: a meta-name (``cinder``) means all of its project's."""
     name = canonical(name)
-    return META_NAMES.get(name, (name,))
+    return meta_names().get(name, (name,))
 
 
 def resolve_services(ops: list[ServiceOp], defaults) -> tuple[set[str], list[Problem], list[Problem]]:
@@ -66,11 +77,12 @@ def resolve_services(ops: list[ServiceOp], defaults) -> tuple[set[str], list[Pro
     enabled = {canonical(name) for name in defaults}
     problems: list[Problem] = []
     warnings: list[Problem] = []
+    known = known_services()
     for op in ops:
         names = []
         for written in op.services:
             expanded = expand(written)
-            if all(name in KNOWN_SERVICES for name in expanded):
+            if all(name in known for name in expanded):
                 names.extend(expanded)
             elif op.op == "disable":
                 warnings.append(Problem(op.file, op.line, f"service '{written}' is not one minstack knows; "
@@ -98,14 +110,15 @@ def check_support(enabled: set[str], ops: list[ServiceOp],
     op that enabled the service (``file`` without a line if none did).
     """
     run, errors, warnings = set(), [], []
+    supported, never = supported_services(), not_planned()
     for name in sorted(enabled):
         where = _enabling_op(name, ops)
         file_, line = (where.file, where.line) if where else (file, None)
-        if name in SUPPORTED_SERVICES:
+        if name in supported:
             run.add(name)
-        elif name in NOT_PLANNED:
+        elif name in never:
             warnings.append(Problem(file_, line, f"service '{name}' is not supported by minstack "
-                                                 f"({NOT_PLANNED[name]}); ignored"))
+                                                 f"({never[name]}); ignored"))
         else:
             errors.append(Problem(file_, line, f"service '{name}' is not supported by this minstack yet"))
     return frozenset(run), errors, warnings
@@ -127,7 +140,7 @@ def check_requirements(enabled: frozenset[str], ops: list[ServiceOp], file: str)
 
 
 def _unknown_message(name: str) -> str:
-    return f"unknown service '{name}'" + did_you_mean(name, [*KNOWN_SERVICES, *SERVICE_ALIASES, *META_NAMES])
+    return f"unknown service '{name}'" + did_you_mean(name, [*known_services(), *SERVICE_ALIASES, *meta_names()])
 
 
 def _enabling_op(name: str, ops: list[ServiceOp]) -> ServiceOp | None:

@@ -14,7 +14,8 @@ import jinja2
 from minstack import catalogue
 from minstack.paths import TEMPLATES
 
-# Every fixed port, by name (API daemons by their daemon name), from the catalogue.
+# Every fixed port of minstack's own services, by name (API daemons by their daemon name), from the
+# catalogue; templates get catalogue.ports(), which adds the enabled plugins' ports.
 PORTS = catalogue.ports()
 
 
@@ -33,10 +34,19 @@ def urlquote(value: object) -> str:
     return urllib.parse.quote(str(value), safe="")
 
 
+_PLUGIN_PATHS: list[str] = []   # enabled minstack plugins' templates/ (minstack/plugins.py)
+
+
+def set_plugin_paths(paths) -> None:
+    """Templates are looked up in minstack's files/templates first, then in these."""
+    _PLUGIN_PATHS[:] = [str(path) for path in paths]
+    environment.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader([str(TEMPLATES), *_PLUGIN_PATHS]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -52,6 +62,7 @@ def common_context(s) -> dict:
     from minstack.derived_secrets import database_password
     from minstack.mysql import account_for
     base = s.base_services_host  # MariaDB, RabbitMQ, memcached
+    ports = catalogue.ports()
 
     def db_url(name: str) -> str:
         """Database name's URL, as the account that owns it (nova_cell1: nova), never as root."""
@@ -68,11 +79,11 @@ def common_context(s) -> dict:
     return {
         "s": s,
         "db_url": db_url,
-        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{base}:{PORTS['rabbit']}/",
-        "memcache_servers": f"{base}:{PORTS['memcached']}",
+        "transport_url": f"rabbit://stackrabbit:{urlquote(s.rabbit_password)}@{base}:{ports['rabbit']}/",
+        "memcache_servers": f"{base}:{ports['memcached']}",
         "keystone_url": catalogue.keystone_url(s),
         "service_url": service_url,
-        "ports": PORTS,
+        "ports": ports,
         "log_file": log_file,
     }
 

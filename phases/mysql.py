@@ -17,7 +17,7 @@ CONF = "/etc/mysql/mariadb.conf.d/99-minstack.cnf"
 
 def enabled_accounts(settings) -> dict[str, tuple[str, ...]]:
     """account -> its databases, for the services this stack runs."""
-    return {account: databases for account, (services, databases) in mysql.ACCOUNTS.items()
+    return {account: databases for account, (services, databases) in mysql.accounts().items()
             if settings.is_enabled(*services)}
 
 
@@ -72,7 +72,7 @@ class MySQL(Phase):
         if not _answers():
             ctx.ensure_dir("/run/mysqld", owner="mysql")
             ctx.start(self.daemons(ctx)[0])
-        for account, (_, databases) in mysql.ACCOUNTS.items():
+        for account, (_, databases) in mysql.accounts().items():
             for name in databases:
                 mysql.drop_database(name)
             for host in mysql.drop_account(account):

@@ -91,7 +91,7 @@ def test_no_mariadb_root_over_tcp(settings):
 @pytest.mark.parametrize("account", ["keystone", "glance", "placement", "nova", "neutron"])
 def test_each_service_account_reaches_its_own_databases_only(settings, account):
     from minstack.derived_secrets import database_password
-    [databases] = [dbs for name, (_, dbs) in mysql.ACCOUNTS.items() if name == account]
+    [databases] = [dbs for name, (_, dbs) in mysql.accounts().items() if name == account]
     conn = pymysql.connect(host=settings.base_services_host, user=account,
                            password=database_password(settings, account))
     with conn.cursor() as cur:

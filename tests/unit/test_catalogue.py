@@ -38,8 +38,8 @@ def test_phases_only_name_services_the_catalogue_knows():
 
 
 def test_supported_services_are_exactly_those_of_projects_with_a_phase():
-    assert services.SUPPORTED_SERVICES == {name for p in catalogue.PROJECTS if p.phase for name in p.services}
-    assert not services.SUPPORTED_SERVICES & set(services.NOT_PLANNED)
+    assert services.supported_services() == {name for p in catalogue.PROJECTS if p.phase for name in p.services}
+    assert not services.supported_services() & set(services.not_planned())
 
 
 def test_every_name_is_declared_once():

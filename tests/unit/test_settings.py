@@ -436,17 +436,17 @@ def test_a_devstack_local_conf_disabling_swift_and_cinder_is_accepted(tmp_path):
 
 
 def test_catalogue_is_consistent():
-    known = set(services.KNOWN_SERVICES)
-    assert services.SUPPORTED_SERVICES <= known
-    assert set(services.NOT_PLANNED) <= known
-    assert not services.SUPPORTED_SERVICES & set(services.NOT_PLANNED)
+    known = set(services.known_services())
+    assert services.supported_services() <= known
+    assert set(services.not_planned()) <= known
+    assert not services.supported_services() & set(services.not_planned())
     assert set(services.DEFAULT_ENABLED_SERVICES) <= known
     assert set(services.SERVICE_ALIASES.values()) <= known
-    assert {"key", "mysql", "rabbit"} <= services.SUPPORTED_SERVICES
+    assert {"key", "mysql", "rabbit"} <= services.supported_services()
     for name in ("ovn-controller", "ovn-northd", "ovs-vswitchd", "ovsdb-server", "q-svc", "q-ovn-agent"):
         assert name in services.DEFAULT_ENABLED_SERVICES
     assert services.default_services() == tuple(
-        n for n in services.DEFAULT_ENABLED_SERVICES if n in services.SUPPORTED_SERVICES)
+        n for n in services.DEFAULT_ENABLED_SERVICES if n in services.supported_services())
 
 
 # ---- local.conf post-config ----------------------------------------------------------------
