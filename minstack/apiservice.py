@@ -41,8 +41,10 @@ class ApiService(Phase):
         return Path("/etc") / self.project
 
     def conf(self, settings, key: str | None = None) -> Path:
-        """One of its config files, where the user's *_CONF says (default: its first)."""
-        return Path(settings.config_files[key or next(iter(self.entry.config_files))])
+        """One of its config files, where the user's *_CONF says (default: its first).  A plugin's
+        project has no *_CONF setting: its files are where its catalogue entry says."""
+        key = key or next(iter(self.entry.config_files))
+        return Path(settings.config_files.get(key, self.entry.config_files[key]))
 
     def apis(self, settings) -> list[catalogue.Api]:
         return [api for api in self.entry.apis if settings.is_enabled(api.service)]
@@ -84,6 +86,8 @@ class ApiService(Phase):
 
     def config_files_env(self, settings, api: catalogue.Api) -> dict[str, str]:
         """How the WSGI module finds its config: the directory, and the files where it can be told."""
+        if not api.config_env:  # it reads /etc/<project>/<project>.conf, oslo.config's default
+            return {}
         files = [self.conf(settings, key) for key in api_config_keys(self.entry, api)]
         env = {api.config_env: str(files[0].parent)}
         if api.files_env:

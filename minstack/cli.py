@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from minstack import checkouts, masking
+from minstack import checkouts, masking, plugins
 from minstack.context import Context
 from minstack.errors import ConfigError, MinstackError
 from minstack.hostinfo import HostFacts
@@ -42,11 +42,18 @@ def secrets_path(settings: Settings) -> Path:
     return settings.state_dir / "passwords"
 
 
-def load_config(arg: str | None) -> Settings:
+def load_config(arg: str | None, fetch_plugins: bool = False, console=None) -> Settings:
+    """The settings; with fetch_plugins (./stack.py), enable_plugin URLs are cloned first (and
+    fetched again with RECLONE=True), then the settings load again with them."""
     path = config_path(arg)
     host = HostFacts.probe()
     first = load_settings(path, host)
     settings = load_settings(path, host, secrets_file=secrets_path(first))
+    if fetch_plugins and (settings.unfetched_plugins or (settings.reclone and settings.plugins)):
+        for done in plugins.fetch(settings):
+            if console is not None:
+                console.print(f"minstack: {done}")
+        settings = load_settings(path, host, secrets_file=secrets_path(first))
     masking.register(*settings.secret_values())
     return settings
 
@@ -165,12 +172,15 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                      "run every time)" if checks else ""))
 
 
-def load_or_report(console, config: str | None, warn: bool = True) -> Settings | None:
+def load_or_report(console, config: str | None, warn: bool = True, fetch_plugins: bool = False) -> Settings | None:
     """The validated settings, or None after printing every problem (nothing was changed)."""
     try:
-        settings = load_config(config)
+        settings = load_config(config, fetch_plugins=fetch_plugins, console=console)
     except ConfigError as error:
         print_config_error(console, error)
+        return None
+    except plugins.PluginError as error:
+        console.print(f"[bold red]minstack:[/] {masking.mask(str(error))}")
         return None
     for warning in settings.warnings if warn else ():
         where = f"{warning.file}:{warning.line}" if warning.line else f"{warning.file}"
@@ -186,7 +196,9 @@ def stack_main(argv: list[str]) -> int:
         return daemon_command_main(command, argv)
     args = stack_parser().parse_args(argv)
     console = make_console()
-    settings = load_or_report(console, args.config, warn=not args.json)  # --json: stdout is data only
+    stacking = args.command == "stack" and not args.dry_run
+    settings = load_or_report(console, args.config, warn=not args.json,  # --json: stdout is data only
+                              fetch_plugins=stacking)
     if settings is None:
         return 2
     try:
@@ -421,7 +433,7 @@ def library_sources(settings: Settings) -> list[str]:
     """The libraries the venv has from checkouts (LIBS_FROM_GIT): "oslo-log checkout /opt/stack/oslo.log @ ..."."""
     from minstack import catalogue
     from minstack.versions import canonical, dist_infos
-    services = {canonical(p.distribution) for p in catalogue.PROJECTS if p.distribution}
+    services = {canonical(p.distribution) for p in catalogue.projects() if p.distribution}
     sh = Shell(logging.getLogger("minstack.status"))
     found = [(name, checkouts.source_of(sh, settings.venv, name)) for name in dist_infos(settings.venv)
              if name not in services]

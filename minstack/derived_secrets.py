@@ -31,3 +31,13 @@ def database_password(settings, account: str) -> str:
                       hashlib.sha256).hexdigest()
     masking.register(secret)
     return secret
+
+
+def service_key(settings, label: str) -> str:
+    """A 32-byte key a service keeps in its config (Barbican's KEK), base64: HMAC-SHA256 of label,
+    keyed with SERVICE_PASSWORD, so every stack of this cloud derives the same key."""
+    import base64
+    digest = hmac.new(settings.service_password.encode(), f"minstack: {label}".encode(), hashlib.sha256).digest()
+    secret = base64.b64encode(digest).decode()
+    masking.register(secret)
+    return secret

@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Mapping
 
 from minstack.errors import ConfigError, Problem, did_you_mean
+from minstack.plugins import NAME as PLUGIN_NAME
+from minstack.plugins import PluginLine
 
 LOCAL_PHASE = "local"
 INI_PHASES = ("pre-install", "post-install", "post-config", "extra", "post-extra", "test-config")
@@ -103,6 +105,7 @@ class Localrc:
     service_ops: list[ServiceOp] = field(default_factory=list)
     post_config: list[PostConfig] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    plugins: list[PluginLine] = field(default_factory=list)    # enable_plugin lines (minstack/plugins.py)
 
 
 # ---- entry point ---------------------------------------------------------------------------
@@ -506,8 +509,7 @@ class _LocalrcParser:
     def _command(self, words: list[_Word], line: int) -> None:
         command = words[0].raw
         if command == "enable_plugin":
-            self._problem(line, "enable_plugin is not supported: DevStack plugins are shell code, "
-                                "and minstack never runs shell from localrc")
+            self._plugin([self._expand(w.parts, line) for w in words[1:]], line)
             return
         if command not in _SERVICE_COMMANDS:
             self._problem(line, f"{_shorten(' '.join(w.raw for w in words))} {SHELL_HINT}")
@@ -522,6 +524,13 @@ class _LocalrcParser:
             self._problem(line, f"{command} needs at least one service name")
         else:
             self._add_op("enable" if command == "enable_service" else "disable", names, line)
+
+    def _plugin(self, args: list[str], line: int) -> None:
+        """enable_plugin NAME URL|PATH [REF]: loaded with the settings (minstack/plugins.py)."""
+        if len(args) not in (2, 3) or not PLUGIN_NAME.fullmatch(args[0]):
+            self._problem(line, "expected enable_plugin NAME URL|PATH [REF]")
+            return
+        self.result.plugins.append(PluginLine(args[0], args[1], args[2] if len(args) == 3 else "", self.file, line))
 
     def _services_assignment(self, word: _Word, op: str, line: int) -> None:
         """ENABLED_SERVICES=... replaces the set; +=, or a value that uses

@@ -21,12 +21,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from minstack import catalogue, services
+from minstack import catalogue, plugins, services
 from minstack.checkouts import (PROJECT_FILES, Checkout, check_ref, check_repo, is_git_tree, local_path,
                                  locked_distributions, variable_prefix)
 from minstack.errors import ConfigError, Problem, did_you_mean
 from minstack.hostinfo import HostFacts
-from minstack.localrc import Localrc, PostConfig, Setting, parse_localrc
+from minstack.localrc import Localrc, PostConfig, ServiceOp, Setting, parse_localrc
 from minstack.paths import REQUIREMENTS
 from minstack.versions import canonical
 
@@ -191,6 +191,8 @@ Settings = make_dataclass("Settings", [
     ("config_files", Mapping),
     ("post_config", tuple),
     ("checkouts", tuple, field(default=())),
+    ("plugins", tuple, field(default=())),             # loaded minstack plugins (minstack/plugins.py)
+    ("unfetched_plugins", tuple, field(default=())),   # enable_plugin URLs not cloned yet
     ("warnings", tuple, field(default=())),
     ("generated_secrets", frozenset, field(default=frozenset())),
 ], bases=(_SettingsBase,), frozen=True)
@@ -480,6 +482,7 @@ class _Loader:
         self._check_ranges()
         self._check_local_addresses()
         self._check_config_files()
+        resolved = self._plugins()
         enabled = self._services()
         post_config = self._post_config()
         checkouts = self._checkouts()
@@ -487,7 +490,7 @@ class _Loader:
         self.warnings.sort(key=self._reading_order)
         if self.errors:
             raise ConfigError(self.errors)
-        return self._settings(enabled, post_config, checkouts)
+        return self._settings(enabled, post_config, checkouts, resolved)
 
     def _reading_order(self, problem: Problem) -> tuple:
         """localrc's problems first, each file's by line (those without a line first)."""
@@ -674,6 +677,26 @@ class _Loader:
                 self._error(key, f"{self._subject(key)}: {module} reads only a file named {name}; "
                                  f"keep that name (any directory works), e.g. {key}={path.parent / name}")
 
+    # -- minstack plugins --
+    def _plugins(self) -> plugins.Resolved:
+        """Load the enable_plugin lines: their projects join the catalogue before the services
+        resolve, and each line enables its plugin's services where it stands."""
+        lines = self.localrc.plugins if self.localrc else []
+        if not lines or "DEST" not in self.value:
+            plugins.activate([])
+            return plugins.Resolved()
+        resolved = plugins.resolve(lines, base=self.localrc.path.parent, dest=self.value["DEST"])
+        plugins.activate(resolved.plugins)
+        self.errors += resolved.errors
+        self.warnings += resolved.warnings
+        enables = [(line.file, line.line, services) for line, services in resolved.builtin]
+        enables += [(plugin.file, plugin.line, plugin.services) for plugin in resolved.plugins if plugin.services]
+        ops = self.localrc.service_ops
+        for file, line, names in enables:  # in reading order: a disable_service after the line wins
+            at = next((i for i, op in enumerate(ops) if op.file == file and op.line > line), len(ops))
+            ops.insert(at, ServiceOp("enable", tuple(names), file, line))
+        return resolved
+
     # -- services --
     def _services(self) -> frozenset[str]:
         ops = self.localrc.service_ops if self.localrc else []
@@ -825,7 +848,7 @@ class _Loader:
 
     # -- the result --
     def _settings(self, enabled: frozenset[str], post_config: tuple[PostConfig, ...],
-                  checkouts: tuple[Checkout, ...]) -> Settings:
+                  checkouts: tuple[Checkout, ...], resolved: plugins.Resolved) -> Settings:
         return Settings(
             source=self.localrc.path if self.localrc else None,
             **{spec.attribute: self.value[name] for name, spec in KEYS.items() if spec.attribute},
@@ -833,6 +856,8 @@ class _Loader:
             config_files=MappingProxyType({key: self.value[key] for key in CONFIG_FILE_KEYS}),
             post_config=post_config,
             checkouts=checkouts,
+            plugins=tuple(resolved.plugins),
+            unfetched_plugins=tuple(resolved.unfetched),
             warnings=tuple(self.warnings),
             generated_secrets=frozenset(self.generated),
         )

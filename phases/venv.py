@@ -4,6 +4,9 @@ Installed with uv (several times faster than pip here: tools/bench_install.py
 measures both). The venv is owned by root: the services run as the stack user
 and can read, but not change, their own code.
 
+A minstack plugin's requirements.txt (minstack/plugins.py) is installed after
+it, with the lock as constraints.
+
 What comes from git checkouts instead (NOVA_REPO, LIBS_FROM_GIT, ...) is left
 out of the lock and installed editable after it (minstack/checkouts.py); a
 project no longer from git gets its release back, and its daemons restart.
@@ -59,6 +62,13 @@ class Venv(Phase):
                 ctx.restart.update(checkouts.daemons_running(ctx, name))
             checkouts.forget_replaced(ctx)
 
+        def install_plugin(plugin):
+            wanted = s.state_dir / f"plugin-{plugin.name}-requirements.txt"
+            ctx.write_file(wanted, "\n".join(plugin.requirements) + "\n")
+            # the release's lock constrains the plugin's dependencies: nothing minstack installed moves
+            ctx.sh.run([uv_binary(), "pip", "install", "--python", python, "--compile-bytecode", "-r", wanted,
+                        "-c", lock], env=env)
+
         def link_cli():
             if OPENSTACK_CLI_LINK.is_symlink() or OPENSTACK_CLI_LINK.exists():
                 OPENSTACK_CLI_LINK.unlink()
@@ -74,6 +84,10 @@ class Venv(Phase):
                  check=lambda: OPENSTACK_CLI_LINK.is_symlink()
                  and OPENSTACK_CLI_LINK.resolve() == (venv / "bin" / "openstack").resolve()),
             *checkouts.steps(ctx, uv_binary, env, fingerprint),
+            *(Step(f"plugin {plugin.name}", lambda plugin=plugin: install_plugin(plugin),
+                   f"install {', '.join(plugin.requirements)} for plugin {plugin.name}, the lock as constraints",
+                   once_key=f"{fingerprint}:{plugin.requirements_key()}") for plugin in s.plugins
+              if plugin.requirements),
         ]
 
     def clean(self, ctx):

@@ -381,10 +381,19 @@ def test_unquoted_space_gets_a_quoting_hint(tmp_path):
                      'quote the whole value, e.g. ENABLED_SERVICES="a b"']
 
 
-def test_enable_plugin_is_refused(tmp_path):
-    path, found = problems(tmp_path, "enable_plugin heat https://opendev.org/openstack/heat\n")
-    assert found == [f"{path}:1: enable_plugin is not supported: DevStack plugins are shell code, "
-                     "and minstack never runs shell from localrc"]
+def test_enable_plugin_lines_are_read_with_their_line(tmp_path):
+    path = write(tmp_path, "X=1\nenable_plugin heat https://opendev.org/openstack/heat\n"
+                           "enable_plugin b $HOME/b stable/2026.2\n", "localrc")
+    found = parse_localrc(path, {"HOME": "/home/u"})
+    assert [(p.name, p.source, p.ref, p.line) for p in found.plugins] == [
+        ("heat", "https://opendev.org/openstack/heat", "", 2), ("b", "/home/u/b", "stable/2026.2", 3)]
+
+
+@pytest.mark.parametrize("line", ["enable_plugin heat", "enable_plugin", "enable_plugin a b c d",
+                                  "enable_plugin ../x /path"])
+def test_bad_enable_plugin_lines(tmp_path, line):
+    path, found = problems(tmp_path, line + "\n")
+    assert found == [f"{path}:1: expected enable_plugin NAME URL|PATH [REF]"]
 
 
 def test_refused_values_are_not_echoed(tmp_path):
