@@ -38,6 +38,9 @@ CASES = [
     ('HOST_IP=127.0.0.1\nDEST=relative/path\n', 2, "DEST"),
     ('HOST_IP=127.0.0.1\nOFFLINE=maybe\n', 2, "OFFLINE"),
     ('HOST_IP=127.0.0.1\nSTACK_USER=root\n', 2, "STACK_USER"),
+    (f'HOST_IP=127.0.0.1\nenable_plugin barbican {REPO}/tests/data/devstack-plugin\n', 2, "is a DevStack plugin"),
+    ('HOST_IP=127.0.0.1\nenable_plugin barbican http://127.0.0.1:9/barbican.git\n', 2,
+     "cannot reach the git repository http://127.0.0.1:9/barbican.git"),
     ('[[local|localrc]]\nHOST_IP=127.0.0.1\nADMIN_PASSWORD=x1x1x1x1\nDATABASE_PASSWORD=x1x1x1x1\n'
      '[[post-config|$NO_SUCH_CONF]]\n[DEFAULT]\ndebug = True\n', 5, "NO_SUCH_CONF"),
 ]

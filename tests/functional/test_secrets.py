@@ -43,8 +43,11 @@ def secrets_of_the_stack(settings) -> dict[str, str]:
     found = {"ADMIN_PASSWORD": settings.admin_password, "DATABASE_PASSWORD": settings.database_password,
              "RABBIT_PASSWORD": settings.rabbit_password, "SERVICE_PASSWORD": settings.service_password,
              "metadata proxy shared secret": metadata_secret(settings)}
-    for account in mysql.ACCOUNTS:
+    for account in mysql.accounts():
         found[f"database password of {account}"] = database_password(settings, account)
+    if any(plugin.name == "barbican" for plugin in settings.plugins):  # the example plugin's KEK
+        from minstack.derived_secrets import service_key
+        found["Barbican simple_crypto KEK"] = service_key(settings, "barbican simple_crypto KEK")
     horizon_key = Path("/etc/openstack-dashboard/.secret_key_store")
     if horizon_key.exists():
         found["Horizon SECRET_KEY"] = horizon_key.read_text().strip()
