@@ -279,6 +279,9 @@ def status_main(console, settings: Settings, as_json: bool = False) -> int:
         console.print(status_table(rows))
         for line in libraries:
             console.print(f"library from git: {line}")
+        for plugin in settings.plugins:
+            where = f"{plugin.root}" + (f" @ {plugin.commit}" if plugin.commit else "")
+            console.print(f"plugin: {plugin.name} from {where} (services: {', '.join(plugin.services) or 'none'})")
     return 0 if all(r.running for r in rows) else 3
 
 

@@ -88,7 +88,7 @@ class Plugin:
     requirements: tuple[str, ...] = ()            # requirements.txt lines
     file: str = ""
     line: int = 0
-    commit: str = ""                              # a git tree's HEAD (status shows it)
+    commit: str = ""                              # a git tree's HEAD (./stack.py status shows it)
 
     @property
     def directory(self) -> Path:
