@@ -352,7 +352,7 @@ def daemons_running(ctx, distribution: str) -> list[str]:
     """The enabled daemons that run a distribution's code: its project's, or every venv daemon for a library."""
     from minstack import catalogue
     from minstack.pipeline import load_phases, select
-    project = next((p.name for p in catalogue.PROJECTS if p.distribution
+    project = next((p.name for p in catalogue.projects() if p.distribution
                     and canonical(p.distribution) == canonical(distribution)), "")
     venv = str(ctx.settings.venv)
     names = []
