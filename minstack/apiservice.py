@@ -97,7 +97,8 @@ class ApiService(Phase):
     # ---- the shape ------------------------------------------------------------------------------------
     def daemons(self, ctx):
         s = ctx.settings
-        return [uwsgi_daemon(s, api, self.uwsgi_ini(api)) for api in self.apis(s)] + self.extra_daemons(ctx)
+        return [uwsgi_daemon(s, api, self.uwsgi_ini(api)) for api in self.apis(s) if api.uwsgi] \
+            + self.extra_daemons(ctx)
 
     def steps(self, ctx):
         s = ctx.settings
@@ -115,7 +116,7 @@ class ApiService(Phase):
         steps += self.after_sync(ctx)
         apis = self.apis(s)
         steps += [ctx.files_step(f"uwsgi config {api.daemon}", f"{self.uwsgi_ini(api)}: {api.module}",
-                                 lambda api=api: [self.uwsgi_config(ctx, api)]) for api in apis]
+                                 lambda api=api: [self.uwsgi_config(ctx, api)]) for api in apis if api.uwsgi]
         steps += self.account_steps(ctx)  # before start: once the API answers, it can check tokens too
         steps += [ctx.start_step(daemon) for daemon in self.daemons(ctx)]
         steps += self.after_start(ctx)

@@ -39,6 +39,7 @@ class Api:
     config_env: str = ""   # how the module finds its config: OS_<PROJECT>_CONFIG_DIR (its config files' dir)
     files_env: str = ""    # ... and which files in it: OS_<PROJECT>_CONFIG_FILES ("a;b")
     ready_path: str = "/"  # what answers once it is up
+    uwsgi: bool = True     # False: the project's own server runs it (the phase declares that daemon)
 
 
 @dataclass(frozen=True)
@@ -169,14 +170,27 @@ PROJECTS: tuple[Project, ...] = (
        rootwrap=("c-vol",), tempest="cinder", tempest_service="c-api",
        in_default=("c-sch", "c-api", "c-vol")),
     # ---- object storage, orchestration ----
-    declare(name="swift",
-       services={"s-proxy": "Swift proxy", "s-object": "Swift object server",
-                 "s-container": "Swift container server", "s-account": "Swift account server"},
-       meta=("swift",), planned=False, unsupported="minstack does not install Swift", tempest="swift"),
-    declare(name="heat",
-       services={"h-api": "Heat orchestration API", "h-api-cfn": "Heat CloudFormation API",
-                 "h-eng": "Heat engine"},
-       meta=("heat",), devstack_plugin="heat"),
+    declare(name="swift", phase="swift", distribution="swift",
+            services={"s-proxy": "Swift proxy", "s-object": "Swift object server",
+                      "s-container": "Swift container server", "s-account": "Swift account server"},
+            meta=("swift",), config_files={"SWIFT_CONFIG_PROXY_SERVER": "/etc/swift/proxy-server.conf"},
+            catalog=CatalogEntry("object-store", "swift", "Swift Object Storage", api="swift-proxy-server"),
+            # swift-proxy-server is its own (eventlet) server: no uWSGI module
+            apis=(Api("swift-proxy-server", "s-proxy", "", 8080, path="/v1/AUTH_$(project_id)s",
+                      ready_path="/healthcheck", uwsgi=False),),
+            # DevStack's ports for the storage servers (they listen on loopback: only the proxy calls them)
+            ports={"swift-object-server": 6613, "swift-container-server": 6611, "swift-account-server": 6612},
+            tempest="swift", tempest_service="s-proxy"),
+    declare(name="heat", phase="heat", distribution="openstack-heat",
+            services={"h-api": "Heat orchestration API", "h-api-cfn": "Heat CloudFormation API",
+                      "h-eng": "Heat engine"},
+            meta=("heat",), devstack_plugin="heat",
+            config_files={"HEAT_CONF": "/etc/heat/heat.conf"}, databases=("heat",),
+            catalog=CatalogEntry("orchestration", "heat", "Heat Orchestration Service", api="heat-api"),
+            # heat.wsgi.* read /etc/heat/heat.conf (oslo.config's default place): no env names another
+            apis=(Api("heat-api", "h-api", "heat.wsgi.api", 8004, path="/v1/$(project_id)s"),
+                  Api("heat-api-cfn", "h-api-cfn", "heat.wsgi.cfn", 8000, path="/v1")),
+            tempest="heat", tempest_service="h-api"),
     # ---- dashboard, tests, DevStack tooling ----
     declare(name="horizon", phase="horizon", distribution="horizon", services={"horizon": "Horizon dashboard"},
        ports={"horizon": 80}, tempest="horizon", tempest_service="horizon", in_default=("horizon",)),
