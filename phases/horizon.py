@@ -82,6 +82,33 @@ def assets_key_file(settings) -> Path:
     return data_dir(settings) / "assets.key"
 
 
+# Dashboard plugins from the venv (heat-dashboard for Heat): enabled when their service is, by copying
+# their "enabled" files, settings snippet and policy files into Horizon's tree, as DevStack does.
+DASHBOARD_PLUGINS = {"h-api": "heat_dashboard"}
+
+
+def site_packages(settings) -> Path:
+    return next((settings.venv / "lib").glob("python3*/site-packages"), settings.venv / "lib" / "site-packages")
+
+
+def dashboard_plugin_files(settings) -> list[tuple[Path, Path]]:
+    """(source, target) of every file the enabled dashboard plugins put into openstack_dashboard."""
+    site = site_packages(settings)
+    dashboard = site / "openstack_dashboard"
+    found = []
+    for service, package in DASHBOARD_PLUGINS.items():
+        if not settings.is_enabled(service) or not (site / package).is_dir():
+            continue
+        root = site / package
+        found += [(path, dashboard / "local" / "enabled" / path.name)
+                  for path in sorted((root / "enabled").glob("_[0-9]*.py"))]
+        found += [(path, dashboard / "local" / "local_settings.d" / path.name)
+                  for path in sorted((root / "local_settings.d").glob("_[0-9]*.py"))]
+        found += [(path, dashboard / "conf" / path.relative_to(root / "conf"))
+                  for path in sorted((root / "conf").rglob("*.yaml"))]
+    return found
+
+
 def manage_env(settings) -> dict[str, str]:
     """What `python -m django` needs to load Horizon's settings with ours (Horizon ships no manage.py)."""
     return {"PYTHONPATH": str(ETC), "DJANGO_SETTINGS_MODULE": "openstack_dashboard.settings"}
@@ -102,8 +129,11 @@ class Horizon(Phase):
         data, static = data_dir(s), static_root(s)
         manage = [str(s.venv / "bin" / "python"), "-m", "django"]
         # collectstatic + compress again whenever Horizon or what the settings say changes
+        plugins = sorted(target.name for _, target in dashboard_plugin_files(s))
         assets_key = (f"horizon {installed_version(s.venv, 'horizon')}, settings "
-                      f"{hashlib.sha256(local_settings(s).encode()).hexdigest()[:16]}\n")
+                      f"{hashlib.sha256(local_settings(s).encode()).hexdigest()[:16]}"
+                      + (f", plugins {hashlib.sha256(' '.join(plugins).encode()).hexdigest()[:16]}" if plugins else "")
+                      + "\n")
         key_file = assets_key_file(s)
 
         def assets_current() -> bool:
@@ -130,7 +160,8 @@ class Horizon(Phase):
                 ctx.template("horizon/local_settings.py.j2", LOCAL_SETTINGS, **private, restarts=(DAEMON,),
                              **local_settings_vars(s)),
                 ctx.template("horizon/root_redirect.py.j2", ROOT_REDIRECT, **private, restarts=(DAEMON,),
-                             webroot=WEBROOT)]
+                             webroot=WEBROOT),
+                *(ctx.copy(source, target, restarts=(DAEMON,)) for source, target in dashboard_plugin_files(s))]
 
         def assets():
             env = manage_env(s)

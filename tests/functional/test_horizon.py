@@ -99,7 +99,9 @@ def test_secret_key_is_in_no_settings_file_or_log(host, settings):
 
 
 def test_nothing_was_written_into_the_venv(settings):
-    """The venv is root-owned and read-only for us: settings and key live in /etc, assets in $DATA_DIR."""
+    """The venv is root-owned and read-only for us: settings and key live in /etc, assets in $DATA_DIR
+    (only an enabled dashboard plugin's own files are copied into Horizon's tree, as DevStack does:
+    heat-dashboard's, when Heat is on)."""
     [local] = settings.venv.glob("lib/python3*/site-packages/openstack_dashboard/local")
     assert not (local / "local_settings.py").exists()
     assert not (local / ".secret_key_store").exists()
@@ -314,6 +316,22 @@ def test_demo_opens_network_topology(browser):
             "const svg = document.getElementById('topology_canvas'); return svg ? svg.textContent : ''"))
     finally:
         browser.shot("05-demo-network-topology")
+    assert browser.error_messages() == []
+
+
+@pytest.mark.parametrize("service, group, panel, heading", [
+    ("s-proxy", "Object Store", "Containers", "Containers"),
+    ("h-api", "Orchestration", "Stacks", "Stacks"),
+])
+def test_demo_opens_the_object_store_and_orchestration_panels(browser, settings, service, group, panel, heading):
+    """Swift's panels come with Horizon once object-store is in the catalog; Heat's with heat-dashboard."""
+    if not settings.is_enabled(service):
+        pytest.fail(f"tests/functional/localrc does not enable {service}")
+    browser.as_user("demo")
+    browser.open_panel("Project", group, panel)
+    browser.shot(f"05b-demo-{group.lower().replace(' ', '-')}")
+    assert browser.breadcrumb() == ["Project", group, panel]
+    assert browser.heading() == heading
     assert browser.error_messages() == []
 
 
