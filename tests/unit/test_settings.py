@@ -497,7 +497,8 @@ def test_post_config_bad_targets(tmp_path):
     assert [str(p) for p in caught.value.problems] == [
         f"{path}:1: [[post-config|$NOVA_CONFG]]: unknown config file variable $NOVA_CONFG; did you mean "
         "'NOVA_CONF'?; known: $KEYSTONE_CONF, $GLANCE_API_CONF, $PLACEMENT_CONF, $NOVA_CONF, $NOVA_CPU_CONF, "
-        "$NEUTRON_CONF, $Q_ML2_CONF_FILE, $CINDER_CONF, $TEMPEST_CONFIG",
+        "$NEUTRON_CONF, $Q_ML2_CONF_FILE, $CINDER_CONF, $SWIFT_CONFIG_PROXY_SERVER, "
+        "$HEAT_CONF, $TEMPEST_CONFIG",
         f"{path}:5: [[post-config|nova.conf]]: the target must be a config file variable such as $NOVA_CONF, "
         "or an absolute path"]
 
