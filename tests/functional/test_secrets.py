@@ -30,7 +30,10 @@ PRIVATE = {
     "/etc/openstack/clouds.yaml": {0o640}, "/etc/openstack-dashboard/.secret_key_store": {0o600},
     str(REPO / "openrc"): {0o600},
 }
-# ... and those of the plugins the stack enables (tests/functional/localrc: barbican).
+# ... those of the optional services the stack enables (tests/functional/localrc: swift, heat) ...
+SERVICE_PRIVATE = {"s-proxy": {"/etc/swift/proxy-server.conf": {0o640}, "/etc/swift/swift.conf": {0o640}},
+                   "h-api": {"/etc/heat/heat.conf": {0o640}}}
+# ... and those of the plugins it enables (barbican).
 PLUGIN_PRIVATE = {"barbican": {"/etc/barbican/barbican.conf": {0o640}}}
 # Not read for the file check: the venvs (code), images and instance disks (large, binary), and
 # the logs, which the final scan reads.
@@ -47,9 +50,11 @@ def secrets_of_the_stack(settings) -> dict[str, str]:
              "metadata proxy shared secret": metadata_secret(settings)}
     for account in mysql.accounts():
         found[f"database password of {account}"] = database_password(settings, account)
+    from minstack.derived_secrets import service_key
     if any(plugin.name == "barbican" for plugin in settings.plugins):  # the example plugin's KEK
-        from minstack.derived_secrets import service_key
         found["Barbican simple_crypto KEK"] = service_key(settings, "barbican simple_crypto KEK")
+    if settings.is_enabled("s-proxy"):
+        found["Swift hash path suffix"] = service_key(settings, "swift hash path suffix")
     horizon_key = Path("/etc/openstack-dashboard/.secret_key_store")
     if horizon_key.exists():
         found["Horizon SECRET_KEY"] = horizon_key.read_text().strip()
@@ -106,6 +111,9 @@ def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stac
     # The localrc itself is where the given passwords come from: the user's file, as they keep it.
     candidates.discard(Path(settings.source))
     private = dict(PRIVATE)
+    for service, files in SERVICE_PRIVATE.items():
+        if settings.is_enabled(service):
+            private.update(files)
     for plugin in settings.plugins:
         private.update(PLUGIN_PRIVATE.get(plugin.name, {}))
     holding = {}
