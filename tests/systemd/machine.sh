@@ -105,7 +105,12 @@ down)
     done
     ip link show "$veth" >/dev/null 2>&1 && ip link delete "$veth"
     nft list table ip "$table" >/dev/null 2>&1 && nft delete table ip "$table"
-    [ -f "$state/ip_forward.before" ] && cat "$state/ip_forward.before" >/proc/sys/net/ipv4/ip_forward
+    # Forwarding is one switch for the whole host: turned off again only when it was off before the
+    # machine and no one else needs it now (a stack on this host forwards for its own floating IPs:
+    # its table "ip minstack"; turning it off under a running stack broke that stack's NAT).
+    if [ "$(cat "$state/ip_forward.before" 2>/dev/null)" = 0 ] && ! nft list table ip minstack >/dev/null 2>&1; then
+        echo 0 >/proc/sys/net/ipv4/ip_forward
+    fi
     if [ "${MINSTACK_SD_KEEP_TREE:-}" != 1 ] && [ -d "$state/tree" ]; then
         rm -rf --one-file-system "$state/tree"
     fi
