@@ -9,6 +9,7 @@
 #   machine.sh exec CMD...   run CMD as root inside, as a transient unit (its output, its exit code)
 #   machine.sh ssh CMD...    run CMD over SSH as vagrant (what `vagrant ssh -c` does)
 #   machine.sh pid           the machine's PID 1, as the host sees it
+#   machine.sh reboot        systemctl reboot inside (boot-loop.sh boots it again)
 #
 # Settings (environment): MINSTACK_SD_NAME (mssd), MINSTACK_SD_NET (10.244.0.0/30: host side .1,
 # machine .2; refused when it overlaps a route of this host), MINSTACK_SD_CACHE
@@ -125,6 +126,9 @@ ssh)
     shift; exec ssh "${ssh_opts[@]}" vagrant@"$guest_ip" "$@" ;;
 pid)
     leader ;;
+reboot)   # `systemctl reboot` inside: nspawn exits 133, boot-loop.sh boots it again
+    p=$(leader); [ -n "$p" ] || { log "not running"; exit 1; }
+    nsenter -t "$p" -a systemctl reboot ;;
 ip)
     echo "$guest_ip" ;;
 *)
