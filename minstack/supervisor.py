@@ -48,6 +48,9 @@ class Daemon:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 40.0
     service: str = ""              # the DevStack service name it implements (for status)
+    # Where systemd runs: the distribution's own units for this program (started by apt, enabled
+    # for every boot), which this daemon's minstack-<name>.service replaces.
+    distro_units: tuple[str, ...] = ()
 
 
 @dataclass
@@ -306,7 +309,44 @@ class SystemdSupervisor(Supervisor):
         except psutil.Error:
             return None
 
+    def _disabled_record(self) -> Path:
+        return self.run_dir / "distro-units-disabled.json"
+
+    def _disabled(self) -> list[str]:
+        try:
+            return json.loads(self._disabled_record().read_text())
+        except (OSError, ValueError):
+            return []
+
+    def replace_distro_units(self, d: Daemon, log: logging.Logger) -> None:
+        """Stop and disable the distribution's units for d's program: apt started them on install
+        (mariadb.service held MariaDB's files and port, memcached.service and epmd.socket the
+        ports minstack's units need) and a boot would start them next to minstack's.  Each one
+        disabled is recorded, so that --clean enables it again."""
+        disabled = self._disabled()
+        for unit in d.distro_units:
+            enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True, text=True).stdout.strip()
+            active = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
+            if enabled in ("enabled", "enabled-runtime") or active in ("active", "activating", "reloading"):
+                log.info("systemctl disable --now %s (minstack-%s replaces it)", unit, d.name)
+                subprocess.run(["systemctl", "disable", "--now", unit], check=True, capture_output=True)
+                if enabled.startswith("enabled") and unit not in disabled:
+                    disabled.append(unit)
+        if disabled != self._disabled():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._disabled_record().write_text(json.dumps(disabled))
+
+    def restore_distro_units(self, d: Daemon) -> None:
+        """--clean: the distribution's units minstack disabled for d are enabled again (not started)."""
+        disabled = self._disabled()
+        for unit in [u for u in d.distro_units if u in disabled]:
+            subprocess.run(["systemctl", "enable", unit], check=False, capture_output=True)
+            disabled.remove(unit)
+        if self._disabled_record().exists():
+            self._disabled_record().write_text(json.dumps(disabled))
+
     def _spawn(self, d: Daemon, log: logging.Logger) -> None:
+        self.replace_distro_units(d, log)
         path = self.unit_dir / self.unit_name(d)
         text = self.unit_text(d)
         if not path.exists() or path.read_text() != text:
@@ -323,6 +363,7 @@ class SystemdSupervisor(Supervisor):
 
     def forget(self, d: Daemon) -> None:
         self.remove_unit(d)
+        self.restore_distro_units(d)
 
     def remove_unit(self, d: Daemon) -> None:
         """Disable and delete minstack-<name>.service (./unstack.py --clean)."""
