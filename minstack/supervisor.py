@@ -51,6 +51,9 @@ class Daemon:
     # Where systemd runs: the distribution's own units for this program (started by apt, enabled
     # for every boot), which this daemon's minstack-<name>.service replaces.
     distro_units: tuple[str, ...] = ()
+    # directories under /run it needs (/run is a tmpfs: after a reboot they are gone until made
+    # again); systemd makes them before it starts the unit (RuntimeDirectory=, kept on stop)
+    runtime_dirs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -184,6 +187,10 @@ class Supervisor:
     def forget(self, d: Daemon) -> None:
         """./unstack.py --clean: remove what the supervisor keeps for a stopped daemon."""
 
+    def stale(self, d: Daemon) -> str | None:
+        """Why a running d must restart to run as minstack now describes it (None: it need not)."""
+        return None
+
 
 class ProcessSupervisor(Supervisor):
     """minstack itself is the supervisor (no systemd)."""
@@ -308,6 +315,12 @@ class SystemdSupervisor(Supervisor):
             return psutil.Process(pid)
         except psutil.Error:
             return None
+
+    def stale(self, d: Daemon) -> str | None:
+        """A unit file written by an older minstack (a running daemon's unit is written only when it
+        starts): what a boot would start is not what this minstack describes."""
+        path = self.unit_dir / self.unit_name(d)
+        return None if path.exists() and path.read_text() == self.unit_text(d) else f"its unit {path} changed"
 
     def _disabled_record(self) -> Path:
         return self.run_dir / "distro-units-disabled.json"
