@@ -46,6 +46,14 @@ iface host0 inet static
 NET
     chroot "$tree" systemctl enable ssh networking >/dev/null 2>&1
     : >"$tree/etc/machine-id"   # a new machine id at first boot, as a box gets
+    # the container's, not Vagrant's: nspawn mounts the host's cgroup v1 controllers read-only, and
+    # libvirt's qemu driver fails to start any guest ("Failed to create v1 controller cpu for group:
+    # Read-only file system"); a VM has its own cgroups.  libvirt is told to use none, in a qemu.conf
+    # that is there before its package (dpkg keeps an existing conffile with these options).
+    mkdir -p "$tree/etc/libvirt"
+    echo 'cgroup_controllers = [ ]   # tests/systemd/vagrant.sh: the container has read-only cgroups' \
+        >"$tree/etc/libvirt/qemu.conf"
+    printf 'force-confdef\nforce-confold\n' >"$tree/etc/dpkg/dpkg.cfg.d/tests-systemd-keep-conffiles"
     # host egress (this test host's, not Vagrant's): its resolver and its proxy's CA
     rm -f "$tree/etc/resolv.conf"; cp /etc/resolv.conf "$tree/etc/resolv.conf"
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
