@@ -70,8 +70,9 @@ class DaemonStatus:
 
 
 class DaemonFailed(MinstackError):
-    def __init__(self, name: str, reason: str, log_path: Path):
-        self.log_path = log_path
+    def __init__(self, name: str, reason: str, log_path: Path | str, lines: list[str] | None = None):
+        self.log_path = log_path       # a file, or where systemd runs the journalctl command that shows it
+        self.lines = lines             # its last lines, when they are not in a file
         self.name = name
         super().__init__(f"{name} {reason}; see {log_path}")
 
@@ -135,6 +136,17 @@ class Supervisor:
     def log_path(self, d: Daemon) -> Path:
         return self.logdir / f"{d.name}.log"
 
+    def log_source(self, d: Daemon) -> Path | str:
+        """Where d's output is, as a user reads it."""
+        return self.log_path(d)
+
+    def log_tail(self, d: Daemon, lines: int) -> list[str]:
+        """The last lines of d's output (masked)."""
+        return tail(self.log_path(d), lines)
+
+    def failed(self, d: Daemon, reason: str) -> DaemonFailed:
+        return DaemonFailed(d.name, reason, self.log_path(d))
+
     # implemented below
     def process(self, d: Daemon) -> psutil.Process | None: ...
     def _spawn(self, d: Daemon, log: logging.Logger) -> None: ...
@@ -162,7 +174,7 @@ class Supervisor:
         deadline = time.monotonic() + d.ready_timeout
         while True:
             if not self.is_running(d):
-                raise DaemonFailed(d.name, "exited while starting", self.log_path(d))
+                raise self.failed(d, "exited while starting")
             if d.ready is None:
                 return
             try:
@@ -171,8 +183,7 @@ class Supervisor:
             except Exception as exc:  # a probe that cannot connect yet
                 log.debug("%s not ready: %s", d.name, exc)
             if time.monotonic() > deadline:
-                raise DaemonFailed(d.name, f"did not become ready within {d.ready_timeout:.0f}s",
-                                   self.log_path(d))
+                raise self.failed(d, f"did not become ready within {d.ready_timeout:.0f}s")
             time.sleep(0.3)
 
     def stop(self, d: Daemon, log: logging.Logger) -> bool:
@@ -293,17 +304,29 @@ def wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Proce
 
 
 class SystemdSupervisor(Supervisor):
-    """One systemd unit per daemon: ``minstack-<name>.service``."""
+    """One systemd unit per daemon: ``minstack-<name>.service``.  Its output goes to the journal
+    (``journalctl -u minstack-<name>``, which ``./stack.py logs`` reads), not to $LOGDIR."""
 
     unit_dir = Path("/etc/systemd/system")
 
     def unit_name(self, d: Daemon) -> str:
         return f"minstack-{d.name}.service"
 
+    def log_source(self, d: Daemon) -> str:
+        return f"journalctl -u {self.unit_name(d)}"
+
+    def log_tail(self, d: Daemon, lines: int) -> list[str]:
+        out = subprocess.run(["journalctl", "-u", self.unit_name(d), "-o", "cat", "--no-pager", "-n", str(lines)],
+                             capture_output=True, text=True)
+        return [mask(line) for line in out.stdout.splitlines()[-lines:]] if lines > 0 else []
+
+    def failed(self, d: Daemon, reason: str) -> DaemonFailed:
+        return DaemonFailed(d.name, reason, self.log_source(d), self.log_tail(d, 20))
+
     def unit_text(self, d: Daemon) -> str:
         from minstack import templates
         return templates.environment().get_template("systemd.service.j2").render(
-            d=d, log_path=self.log_path(d), signal_name=signal.Signals(d.stop_signal).name)
+            d=d, signal_name=signal.Signals(d.stop_signal).name)
 
     def process(self, d: Daemon) -> psutil.Process | None:
         out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", self.unit_name(d)],
@@ -365,7 +388,6 @@ class SystemdSupervisor(Supervisor):
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
             subprocess.run(["systemctl", "daemon-reload"], check=True)
-        self.log_path(d).parent.mkdir(parents=True, exist_ok=True)
         log.info("systemctl start %s", self.unit_name(d))
         subprocess.run(["systemctl", "enable", "--now", self.unit_name(d)], check=True,
                        capture_output=True)
