@@ -103,7 +103,8 @@ class HostNet(Phase):
 
     def clean(self, ctx):
         if BOOT_UNIT.exists():
-            ctx.sh.run(["systemctl", "disable", BOOT_UNIT.name], check=False)
+            # --now: a oneshot that ran stays "active (exited)", unit file or not
+            ctx.sh.run(["systemctl", "disable", "--now", BOOT_UNIT.name], check=False)
             BOOT_UNIT.unlink()
             ctx.sh.run(["systemctl", "daemon-reload"], check=False)
             ctx.log.info("removed %s", BOOT_UNIT)
