@@ -303,6 +303,17 @@ def wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Proce
         time.sleep(0.1)
 
 
+# What the OpenStack services need first: the daemons that replace a distro unit (MariaDB,
+# RabbitMQ, memcached, OVS, OVN: see their phases' distro_units) and libvirt.  Every other unit is
+# ordered after them, so a boot starts them first and a shutdown stops them last (unordered, a
+# reboot stopped everything at once and nova-api ran into its whole 40 s TimeoutStopSec).  An
+# ordering on a unit that does not exist is ignored by systemd.
+BASE_UNITS = ("minstack-mysql.service", "minstack-epmd.service", "minstack-rabbitmq.service",
+              "minstack-memcached.service", "minstack-ovsdb-server.service", "minstack-ovs-vswitchd.service",
+              "minstack-ovn-nb-ovsdb.service", "minstack-ovn-sb-ovsdb.service", "minstack-ovn-northd.service",
+              "minstack-ovn-controller.service", "libvirtd.service")
+
+
 class SystemdSupervisor(Supervisor):
     """One systemd unit per daemon: ``minstack-<name>.service``.  Its output goes to the journal
     (``journalctl -u minstack-<name>``, which ``./stack.py logs`` reads), not to $LOGDIR."""
@@ -326,7 +337,8 @@ class SystemdSupervisor(Supervisor):
     def unit_text(self, d: Daemon) -> str:
         from minstack import templates
         return templates.environment().get_template("systemd.service.j2").render(
-            d=d, signal_name=signal.Signals(d.stop_signal).name)
+            d=d, signal_name=signal.Signals(d.stop_signal).name,
+            after=() if d.distro_units else BASE_UNITS)
 
     def process(self, d: Daemon) -> psutil.Process | None:
         out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", self.unit_name(d)],
