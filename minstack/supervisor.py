@@ -374,15 +374,19 @@ class SystemdSupervisor(Supervisor):
         disabled = self._disabled()
         for unit in d.distro_units:
             enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True, text=True).stdout.strip()
-            active = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True).stdout.strip()
-            if enabled in ("enabled", "enabled-runtime") or active in ("active", "activating", "reloading"):
-                log.info("systemctl disable --now %s (minstack-%s replaces it)", unit, d.name)
-                subprocess.run(["systemctl", "disable", "--now", unit], check=True, capture_output=True)
-                if enabled.startswith("enabled") and unit not in disabled:
+            if enabled in ("enabled", "enabled-runtime"):
+                log.info("systemctl disable %s (minstack-%s replaces it)", unit, d.name)
+                subprocess.run(["systemctl", "disable", unit], check=True, capture_output=True)
+                if unit not in disabled:
                     disabled.append(unit)
         if disabled != self._disabled():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._disabled_record().write_text(json.dumps(disabled))
+        # Stopped, and waited for, all of them: `disable --now ovn-host.service` returned while the
+        # stop it propagated to ovn-controller.service (PartOf=) still ran, and that unit's ExecStop
+        # (ovn-ctl stop_controller, by the same pidfile) then killed minstack's new ovn-controller.
+        if d.distro_units:
+            subprocess.run(["systemctl", "stop", *d.distro_units], check=False, capture_output=True)
 
     def restore_distro_units(self, d: Daemon) -> None:
         """--clean: the distribution's units minstack disabled for d are enabled again (not started)."""
