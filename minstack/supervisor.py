@@ -423,6 +423,8 @@ class SystemdSupervisor(Supervisor):
             subprocess.run(["systemctl", "disable", self.unit_name(d)], check=False, capture_output=True)
             path.unlink()
             subprocess.run(["systemctl", "daemon-reload"], check=False)
+        # a unit whose stop ended in a kill stays listed as 'not-found failed' until reset
+        subprocess.run(["systemctl", "reset-failed", self.unit_name(d)], check=False, capture_output=True)
 
 
 def systemd_is_init() -> bool:
