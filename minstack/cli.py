@@ -19,7 +19,7 @@ from minstack.pipeline import Pipeline, dependencies, load_phases, look, select,
 from minstack.settings import Settings, load_settings, save_generated_secrets
 from minstack.shell import Shell
 from minstack.state import State
-from minstack.supervisor import make_supervisor
+from minstack.supervisor import SystemdSupervisor, make_supervisor
 from minstack.ui import LiveReporter, failure_panel, make_console, status_table, summary_panel, timing_table
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -348,6 +348,8 @@ def daemon_command_main(command: str, argv: list[str]) -> int:
     try:
         daemons = match_daemons(stack_daemons(settings, supervisor), args.names)
         if command == "logs":
+            if isinstance(supervisor, SystemdSupervisor):
+                return show_journal(supervisor, daemons, args.lines, args.follow)
             return show_logs(console, [supervisor.log_path(d) for d in daemons], args.lines, args.follow)
         lock = take_run_lock(console)
         if lock is None:
@@ -372,6 +374,26 @@ def restart_daemons(console, settings: Settings, supervisor, daemons: list) -> i
         console.print(f"restarted {daemon.name} (pid {before.pid if before else '-'} -> "
                       f"{after.pid if after else '?'}) in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def show_journal(supervisor, daemons: list, lines: int, follow: bool) -> int:
+    """Where systemd runs the daemons their output is in the journal: journalctl -u for each unit
+    (masked); with several units the last LINES of them together, each line named."""
+    import subprocess
+    import sys
+    argv = ["journalctl", "--no-pager", "-n", str(lines), "-o", "cat" if len(daemons) == 1 else "short-iso"]
+    for d in daemons:
+        argv += ["-u", supervisor.unit_name(d)]
+    if follow:
+        argv.append("-f")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, errors="replace")
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(masking.mask(line.rstrip("\n")) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # ^C ends -f
+        proc.terminate()
+    return 0 if proc.wait() in (0, -15) else 1
 
 
 def show_logs(console, paths: list[Path], lines: int, follow: bool, poll: float = 0.5,

@@ -91,7 +91,8 @@ class Context:
 
     def start(self, daemon) -> str:
         """Start daemon unless it runs; restart it when its configuration changed since it started."""
-        action = self.supervisor.ensure_running(daemon, self.log, restart=daemon.name in self.restart)
+        restart = daemon.name in self.restart or bool(self.supervisor.stale(daemon))
+        action = self.supervisor.ensure_running(daemon, self.log, restart=restart)
         self.state.restarted(daemon.name)
         return action
 
@@ -101,7 +102,7 @@ class Context:
             return "not running"
         if daemon.name in self.restart:
             return "its configuration changed"
-        return None
+        return self.supervisor.stale(daemon)
 
     def start_step(self, daemon, describe: str = "", name: str | None = None) -> Step:
         return Step(name or f"start {daemon.name}", lambda why: self.start(daemon),

@@ -48,6 +48,12 @@ class Daemon:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 40.0
     service: str = ""              # the DevStack service name it implements (for status)
+    # Where systemd runs: the distribution's own units for this program (started by apt, enabled
+    # for every boot), which this daemon's minstack-<name>.service replaces.
+    distro_units: tuple[str, ...] = ()
+    # directories under /run it needs (/run is a tmpfs: after a reboot they are gone until made
+    # again); systemd makes them before it starts the unit (RuntimeDirectory=, kept on stop)
+    runtime_dirs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,8 +70,9 @@ class DaemonStatus:
 
 
 class DaemonFailed(MinstackError):
-    def __init__(self, name: str, reason: str, log_path: Path):
-        self.log_path = log_path
+    def __init__(self, name: str, reason: str, log_path: Path | str, lines: list[str] | None = None):
+        self.log_path = log_path       # a file, or where systemd runs the journalctl command that shows it
+        self.lines = lines             # its last lines, when they are not in a file
         self.name = name
         super().__init__(f"{name} {reason}; see {log_path}")
 
@@ -129,6 +136,17 @@ class Supervisor:
     def log_path(self, d: Daemon) -> Path:
         return self.logdir / f"{d.name}.log"
 
+    def log_source(self, d: Daemon) -> Path | str:
+        """Where d's output is, as a user reads it."""
+        return self.log_path(d)
+
+    def log_tail(self, d: Daemon, lines: int) -> list[str]:
+        """The last lines of d's output (masked)."""
+        return tail(self.log_path(d), lines)
+
+    def failed(self, d: Daemon, reason: str) -> DaemonFailed:
+        return DaemonFailed(d.name, reason, self.log_path(d))
+
     # implemented below
     def process(self, d: Daemon) -> psutil.Process | None: ...
     def _spawn(self, d: Daemon, log: logging.Logger) -> None: ...
@@ -156,7 +174,7 @@ class Supervisor:
         deadline = time.monotonic() + d.ready_timeout
         while True:
             if not self.is_running(d):
-                raise DaemonFailed(d.name, "exited while starting", self.log_path(d))
+                raise self.failed(d, "exited while starting")
             if d.ready is None:
                 return
             try:
@@ -165,8 +183,7 @@ class Supervisor:
             except Exception as exc:  # a probe that cannot connect yet
                 log.debug("%s not ready: %s", d.name, exc)
             if time.monotonic() > deadline:
-                raise DaemonFailed(d.name, f"did not become ready within {d.ready_timeout:.0f}s",
-                                   self.log_path(d))
+                raise self.failed(d, f"did not become ready within {d.ready_timeout:.0f}s")
             time.sleep(0.3)
 
     def stop(self, d: Daemon, log: logging.Logger) -> bool:
@@ -180,6 +197,10 @@ class Supervisor:
 
     def forget(self, d: Daemon) -> None:
         """./unstack.py --clean: remove what the supervisor keeps for a stopped daemon."""
+
+    def stale(self, d: Daemon) -> str | None:
+        """Why a running d must restart to run as minstack now describes it (None: it need not)."""
+        return None
 
 
 class ProcessSupervisor(Supervisor):
@@ -282,18 +303,42 @@ def wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Proce
         time.sleep(0.1)
 
 
+# What the OpenStack services need first: the daemons that replace a distro unit (MariaDB,
+# RabbitMQ, memcached, OVS, OVN: see their phases' distro_units) and libvirt.  Every other unit is
+# ordered after them, so a boot starts them first and a shutdown stops them last (unordered, a
+# reboot stopped everything at once and nova-api ran into its whole 40 s TimeoutStopSec).  An
+# ordering on a unit that does not exist is ignored by systemd.
+BASE_UNITS = ("minstack-mysql.service", "minstack-epmd.service", "minstack-rabbitmq.service",
+              "minstack-memcached.service", "minstack-ovsdb-server.service", "minstack-ovs-vswitchd.service",
+              "minstack-ovn-nb-ovsdb.service", "minstack-ovn-sb-ovsdb.service", "minstack-ovn-northd.service",
+              "minstack-ovn-controller.service", "libvirtd.service")
+
+
 class SystemdSupervisor(Supervisor):
-    """One systemd unit per daemon: ``minstack-<name>.service``."""
+    """One systemd unit per daemon: ``minstack-<name>.service``.  Its output goes to the journal
+    (``journalctl -u minstack-<name>``, which ``./stack.py logs`` reads), not to $LOGDIR."""
 
     unit_dir = Path("/etc/systemd/system")
 
     def unit_name(self, d: Daemon) -> str:
         return f"minstack-{d.name}.service"
 
+    def log_source(self, d: Daemon) -> str:
+        return f"journalctl -u {self.unit_name(d)}"
+
+    def log_tail(self, d: Daemon, lines: int) -> list[str]:
+        out = subprocess.run(["journalctl", "-u", self.unit_name(d), "-o", "cat", "--no-pager", "-n", str(lines)],
+                             capture_output=True, text=True)
+        return [mask(line) for line in out.stdout.splitlines()[-lines:]] if lines > 0 else []
+
+    def failed(self, d: Daemon, reason: str) -> DaemonFailed:
+        return DaemonFailed(d.name, reason, self.log_source(d), self.log_tail(d, 20))
+
     def unit_text(self, d: Daemon) -> str:
         from minstack import templates
         return templates.environment().get_template("systemd.service.j2").render(
-            d=d, log_path=self.log_path(d), signal_name=signal.Signals(d.stop_signal).name)
+            d=d, signal_name=signal.Signals(d.stop_signal).name,
+            after=() if d.distro_units else BASE_UNITS)
 
     def process(self, d: Daemon) -> psutil.Process | None:
         out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", self.unit_name(d)],
@@ -306,13 +351,59 @@ class SystemdSupervisor(Supervisor):
         except psutil.Error:
             return None
 
+    def stale(self, d: Daemon) -> str | None:
+        """A unit file written by an older minstack (a running daemon's unit is written only when it
+        starts): what a boot would start is not what this minstack describes."""
+        path = self.unit_dir / self.unit_name(d)
+        return None if path.exists() and path.read_text() == self.unit_text(d) else f"its unit {path} changed"
+
+    def _disabled_record(self) -> Path:
+        return self.run_dir / "distro-units-disabled.json"
+
+    def _disabled(self) -> list[str]:
+        try:
+            return json.loads(self._disabled_record().read_text())
+        except (OSError, ValueError):
+            return []
+
+    def replace_distro_units(self, d: Daemon, log: logging.Logger) -> None:
+        """Stop and disable the distribution's units for d's program: apt started them on install
+        (mariadb.service held MariaDB's files and port, memcached.service and epmd.socket the
+        ports minstack's units need) and a boot would start them next to minstack's.  Each one
+        disabled is recorded, so that --clean enables it again."""
+        disabled = self._disabled()
+        for unit in d.distro_units:
+            enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True, text=True).stdout.strip()
+            if enabled in ("enabled", "enabled-runtime"):
+                log.info("systemctl disable %s (minstack-%s replaces it)", unit, d.name)
+                subprocess.run(["systemctl", "disable", unit], check=True, capture_output=True)
+                if unit not in disabled:
+                    disabled.append(unit)
+        if disabled != self._disabled():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._disabled_record().write_text(json.dumps(disabled))
+        # Stopped, and waited for, all of them: `disable --now ovn-host.service` returned while the
+        # stop it propagated to ovn-controller.service (PartOf=) still ran, and that unit's ExecStop
+        # (ovn-ctl stop_controller, by the same pidfile) then killed minstack's new ovn-controller.
+        if d.distro_units:
+            subprocess.run(["systemctl", "stop", *d.distro_units], check=False, capture_output=True)
+
+    def restore_distro_units(self, d: Daemon) -> None:
+        """--clean: the distribution's units minstack disabled for d are enabled again (not started)."""
+        disabled = self._disabled()
+        for unit in [u for u in d.distro_units if u in disabled]:
+            subprocess.run(["systemctl", "enable", unit], check=False, capture_output=True)
+            disabled.remove(unit)
+        if self._disabled_record().exists():
+            self._disabled_record().write_text(json.dumps(disabled))
+
     def _spawn(self, d: Daemon, log: logging.Logger) -> None:
+        self.replace_distro_units(d, log)
         path = self.unit_dir / self.unit_name(d)
         text = self.unit_text(d)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
             subprocess.run(["systemctl", "daemon-reload"], check=True)
-        self.log_path(d).parent.mkdir(parents=True, exist_ok=True)
         log.info("systemctl start %s", self.unit_name(d))
         subprocess.run(["systemctl", "enable", "--now", self.unit_name(d)], check=True,
                        capture_output=True)
@@ -323,6 +414,7 @@ class SystemdSupervisor(Supervisor):
 
     def forget(self, d: Daemon) -> None:
         self.remove_unit(d)
+        self.restore_distro_units(d)
 
     def remove_unit(self, d: Daemon) -> None:
         """Disable and delete minstack-<name>.service (./unstack.py --clean)."""
@@ -331,6 +423,8 @@ class SystemdSupervisor(Supervisor):
             subprocess.run(["systemctl", "disable", self.unit_name(d)], check=False, capture_output=True)
             path.unlink()
             subprocess.run(["systemctl", "daemon-reload"], check=False)
+        # a unit whose stop ended in a kill stays listed as 'not-found failed' until reset
+        subprocess.run(["systemctl", "reset-failed", self.unit_name(d)], check=False, capture_output=True)
 
 
 def systemd_is_init() -> bool:

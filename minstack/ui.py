@@ -152,6 +152,8 @@ def failure_panel(failed: PhaseResult, phase_log: Path, resume: str) -> Panel:
     if isinstance(error, CommandFailed):  # what the command itself printed last
         output = (error.result.stdout + error.result.stderr).rstrip().splitlines()
         lines, source = [mask(line) for line in output[-20:]], "the command's output"
+    elif isinstance(error, DaemonFailed) and error.lines is not None:  # the journal (systemd)
+        lines, source = error.lines, str(log_path)
     else:
         lines, source = tail(log_path, 20), str(log_path)
     if lines:

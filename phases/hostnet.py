@@ -15,10 +15,13 @@ from pathlib import Path
 from minstack.catalogue import EXTERNAL_BRIDGE
 from minstack import templates
 from minstack.phase import Phase, Step
+from minstack.supervisor import systemd_is_init
 
 BRIDGE = EXTERNAL_BRIDGE
 NFT_FILE = Path("/etc/minstack/minstack.nft")
 FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+# where systemd runs: the gateway address, forwarding and NAT again at every boot
+BOOT_UNIT = Path("/etc/systemd/system/minstack-hostnet.service")
 
 
 def gateway_cidr(settings) -> str:
@@ -73,6 +76,19 @@ class HostNet(Phase):
             ctx.write_file(NFT_FILE, text, mode=0o644)
             ctx.sh.run(["nft", "-f", NFT_FILE])
 
+        def boot_unit_differs() -> str | None:
+            text = templates.render("hostnet/minstack-hostnet.service.j2", s, bridge=BRIDGE, cidr=cidr,
+                                    nft_file=NFT_FILE)
+            enabled = ctx.sh.ok(["systemctl", "is-enabled", "--quiet", BOOT_UNIT.name])
+            return None if enabled and BOOT_UNIT.exists() and BOOT_UNIT.read_text() == text else text
+
+        def boot_unit(text: str):
+            ctx.write_file(BOOT_UNIT, text, mode=0o644)
+            ctx.sh.run(["systemctl", "daemon-reload"])
+            ctx.sh.run(["systemctl", "enable", BOOT_UNIT.name])
+
+        boot = [Step("boot unit", boot_unit, f"{BOOT_UNIT.name}: the three above again at every boot",
+                     observe=boot_unit_differs)] if systemd_is_init() else []
         return [
             Step("gateway address", add_gateway, f"{cidr} on {BRIDGE} (minstack's own bridge)",
                  observe=addresses_differ),
@@ -82,9 +98,16 @@ class HostNet(Phase):
                  check=lambda: FORWARD.read_text().strip() == "1"),
             Step("nat", nat, f"nftables table 'ip minstack': masquerade {s.floating_range} leaving the host",
                  observe=nat_differs),
+            *boot,
         ]
 
     def clean(self, ctx):
+        if BOOT_UNIT.exists():
+            # --now: a oneshot that ran stays "active (exited)", unit file or not
+            ctx.sh.run(["systemctl", "disable", "--now", BOOT_UNIT.name], check=False)
+            BOOT_UNIT.unlink()
+            ctx.sh.run(["systemctl", "daemon-reload"], check=False)
+            ctx.log.info("removed %s", BOOT_UNIT)
         if ctx.sh.ok(["nft", "list", "table", "ip", "minstack"]):
             ctx.sh.run(["nft", "delete", "table", "ip", "minstack"])
         if NFT_FILE.exists():

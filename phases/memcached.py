@@ -17,7 +17,8 @@ class Memcached(Phase):
         host = ctx.settings.base_services_host
         return [Daemon("memcached", ["/usr/bin/memcached", "-l", host, "-p", str(PORT), "-U", "0",
                                      "-m", "64", "-c", "1024"],
-                       user="memcache", service="memcached", ready=lambda: tcp_open(host, PORT))]
+                       user="memcache", service="memcached", ready=lambda: tcp_open(host, PORT),
+                       distro_units=("memcached.service",))]
 
     def steps(self, ctx):
         [daemon] = self.daemons(ctx)

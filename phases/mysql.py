@@ -29,7 +29,7 @@ def remote_root_hosts() -> list[str]:
 class MySQL(Phase):
     def daemons(self, ctx):
         return [Daemon("mysql", ["/usr/sbin/mariadbd", "--user=mysql"], service="mysql",
-                       ready=mysql.ping, stop_timeout=60)]
+                       ready=mysql.ping, stop_timeout=60, distro_units=("mariadb.service",))]
 
     def steps(self, ctx):
         s = ctx.settings

@@ -127,7 +127,8 @@ class Ovn(Phase):
                 f"--remote=db:{db.schema_name},{db.table},connections",
                 f"--pidfile={OVN_RUN}/ovn{db.kind}_db.pid", f"--unixctl={OVN_RUN}/ovn{db.kind}_db.ctl",
                 *log], service="ovn-northd", ready_timeout=timeout,
-                ready=lambda: sh.ok([db.ctl, f"--db=unix:{db.sock}", "--timeout=2", "show"]))
+                ready=lambda: sh.ok([db.ctl, f"--db=unix:{db.sock}", "--timeout=2", "show"]),
+                distro_units=("ovn-central.service", f"ovn-ovsdb-server-{db.kind}.service"), runtime_dirs=("ovn",))
 
         wanted = {
             "ovsdb-server": Daemon("ovsdb-server", [
@@ -136,25 +137,28 @@ class Ovn(Phase):
                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
                 f"--pidfile={OVS_RUN}/ovsdb-server.pid", *log],
                 service="ovsdb-server", ready_timeout=timeout,
-                ready=lambda: sh.ok(["ovs-vsctl", "--no-wait", "--timeout=2", "show"])),
+                ready=lambda: sh.ok(["ovs-vsctl", "--no-wait", "--timeout=2", "show"]),
+                distro_units=("openvswitch-switch.service", "ovsdb-server.service"), runtime_dirs=("openvswitch",)),
             # answers on the control socket named after the pid in its (new) pidfile
             "ovs-vswitchd": Daemon("ovs-vswitchd", [
                 "/usr/sbin/ovs-vswitchd", f"unix:{OVS_SOCK}", f"--pidfile={OVS_RUN}/ovs-vswitchd.pid", *log],
                 service="ovs-vswitchd", ready_timeout=timeout,
-                ready=lambda: sh.ok(["ovs-appctl", "--timeout=2", "-t", "ovs-vswitchd", "version"])),
+                ready=lambda: sh.ok(["ovs-appctl", "--timeout=2", "-t", "ovs-vswitchd", "version"]),
+                distro_units=("ovs-vswitchd.service",), runtime_dirs=("openvswitch",)),
             NB.daemon_name: ovsdb_server_for(NB),
             SB.daemon_name: ovsdb_server_for(SB),
             "ovn-northd": Daemon("ovn-northd", [
                 "/usr/bin/ovn-northd", f"--ovnnb-db=unix:{NB.sock}", f"--ovnsb-db=unix:{SB.sock}",
                 f"--pidfile={OVN_RUN}/ovn-northd.pid", *log],
                 service="ovn-northd", ready_timeout=timeout,
-                ready=lambda: northd_active(ctx)),
+                ready=lambda: northd_active(ctx), distro_units=("ovn-northd.service",), runtime_dirs=("ovn",)),
             # ready once connected to the Southbound DB, this host registered as a chassis, br-int made
             "ovn-controller": Daemon("ovn-controller", [
                 "/usr/bin/ovn-controller", f"unix:{OVS_SOCK}", f"--pidfile={OVN_RUN}/ovn-controller.pid", *log],
                 service="ovn-controller", ready_timeout=timeout,
                 ready=lambda: controller_connected(ctx) and chassis_registered(ctx)
-                and bridge_exists(ctx, INTEGRATION_BRIDGE)),
+                and bridge_exists(ctx, INTEGRATION_BRIDGE),
+                distro_units=("ovn-host.service", "ovn-controller.service"), runtime_dirs=("ovn", "openvswitch")),
         }
         return [d for d in wanted.values() if s.is_enabled(d.service)]
 

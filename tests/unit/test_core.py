@@ -220,3 +220,16 @@ def test_process_supervisor_does_not_wait_for_children_the_daemon_leaves(tmp_pat
     assert sup.stop(daemon, log)
     assert time.monotonic() - started < 10
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_systemd_units_order_openstack_after_the_base_services(tmp_path):
+    """A boot starts MariaDB, RabbitMQ, OVS/OVN and libvirt before the OpenStack services, and a
+    shutdown stops them after: every unit that replaces no distro unit is ordered after them."""
+    from minstack import supervisor
+    sup = supervisor.SystemdSupervisor(tmp_path / "run", tmp_path / "logs")
+    api = sup.unit_text(supervisor.Daemon("nova-api", ["/bin/true"], service="n-api"))
+    base = sup.unit_text(supervisor.Daemon("mysql", ["/bin/true"], distro_units=("mariadb.service",)))
+    after = [line for line in api.splitlines() if line.startswith("After=")]
+    assert after and "minstack-mysql.service" in after[0] and "libvirtd.service" in after[0]
+    assert "minstack-mysql.service" not in base
+    assert "StandardOutput=journal" in api and "RestartSec=" in api and "StartLimitIntervalSec=0" in api
