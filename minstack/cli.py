@@ -466,13 +466,17 @@ def library_sources(settings: Settings) -> list[str]:
 
 
 # ---- ./unstack.py ------------------------------------------------------------------------------
-def stop_daemons(supervisor, daemons, log, forget: bool = False) -> list:
-    """Stop daemons side by side (nova's six each take seconds); the ones that were running.
+def stop_daemons(supervisor, daemons, log, forget: bool = False, one_by_one: bool = False) -> list:
+    """Stop daemons side by side (nova's six each take seconds), or ``one_by_one``, last first (a
+    daemon needs the ones before it); the ones that were running.
     ``forget``: also remove what the supervisor keeps for them (systemd units, with --clean)."""
     from concurrent.futures import ThreadPoolExecutor
     daemons = list(daemons)
-    with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
-        stopped = list(pool.map(lambda d: supervisor.stop(d, log), daemons))
+    if one_by_one:
+        stopped = [supervisor.stop(d, log) for d in reversed(daemons)][::-1]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
+            stopped = list(pool.map(lambda d: supervisor.stop(d, log), daemons))
     if forget:
         for daemon in daemons:
             supervisor.forget(daemon)
@@ -526,7 +530,8 @@ def unstack_main(argv: list[str]) -> int:
     def stop(phase: Phase) -> None:
         ctx = make(phase)
         phase.stop(ctx)
-        for daemon in stop_daemons(supervisor, phase.daemons(ctx), ctx.log, forget=args.clean):
+        for daemon in stop_daemons(supervisor, phase.daemons(ctx), ctx.log, forget=args.clean,
+                                   one_by_one=phase.stop_in_reverse_order):
             console.print(f"stopped {daemon.name}")
 
     stop_in_reverse_order([p for p in phases if not p.keep_running_on_unstack], stop)

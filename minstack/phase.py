@@ -94,3 +94,6 @@ class Phase:
     # Base services (MariaDB, RabbitMQ, memcached) keep running on a plain
     # ./unstack.py, as in DevStack; ./unstack.py --all stops them too.
     keep_running_on_unstack: bool = False
+    # Each daemon needs the ones before it (RabbitMQ needs epmd): ./unstack.py stops them one by
+    # one, last first, instead of side by side.
+    stop_in_reverse_order: bool = False

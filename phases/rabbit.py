@@ -124,5 +124,7 @@ class Rabbit(Phase):
                     ctx.remove_files(path)
 
 
+# RabbitMQ before epmd: stopping it runs rabbitmqctl, which starts an epmd of its own (on every
+# address, and left behind) when minstack's is already gone.
 PHASE = Rabbit(name="rabbit", requires=("packages", "prereqs"), debs=("rabbit",),
-               keep_running_on_unstack=True)
+               keep_running_on_unstack=True, stop_in_reverse_order=True)

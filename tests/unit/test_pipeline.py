@@ -222,3 +222,7 @@ def test_stop_daemons_forgets_them_only_when_asked():
     assert sorted(sup.stopped) == ["a", "b"] and sup.forgotten == []
     stop_daemons(sup, daemons, logging.getLogger("t"), forget=True)
     assert sup.forgotten == ["a", "b"]
+    # one by one, last first (RabbitMQ before its epmd); still reports what was running
+    sup = Sup()
+    assert [d.name for d in stop_daemons(sup, daemons, logging.getLogger("t"), one_by_one=True)] == ["a"]
+    assert sup.stopped == ["b", "a"]
