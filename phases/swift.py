@@ -10,7 +10,9 @@ $LOGDIR/<daemon>.log.  Swift also always opens a syslog handler: to /dev/log, wh
 these hosts lack, or else to UDP -- an unbound UDP socket that ends up open on 0.0.0.0
 in every server.  So minstack gives Swift a syslog socket of its own (``log_address``),
 read by ``swift-syslog``, which drops what it reads: the same lines are in the servers'
-own logs already.  No replicators, auditors or
+own logs already.  One exception remains: the proxy's access log (proxy-logging) takes
+no log_address, so it still sends to UDP 127.0.0.1:514 from an ephemeral port (README,
+"What listens where").  No replicators, auditors or
 updaters: with one replica there is nothing to replicate, and the sandbox does not
 need the background accounting (an account's object and byte counts lag).
 """

@@ -1,6 +1,8 @@
 """MariaDB, RabbitMQ, memcached: packages, processes, users, ports, files (testinfra on the local host)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import psutil
 import pymysql
 import pytest
@@ -31,9 +33,11 @@ def row_matches(row: dict[str, str], socket_line: str, settings) -> bool:
     proto, endpoint, program = socket_line.split(" ", 2)
     address, port = endpoint.rsplit(":", 1)
     addresses = {"loopback": {"127.0.0.1", "::1"}, "SERVICE_HOST": {settings.service_host},
-                 "BASE_SERVICES_HOST": {settings.base_services_host}}[row["address"]]
+                 "BASE_SERVICES_HOST": {settings.base_services_host}, "0.0.0.0": {"0.0.0.0"}}[row["address"]]
     ports, row_proto = row["port"].split("/")
     low, _, high = ports.partition("-")
+    if ports == "ephemeral":  # a port the kernel picked (net.ipv4.ip_local_port_range)
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
     return (proto == row_proto and address in addresses and int(low) <= int(port) <= int(high or low)
             and program == row["program"])
 
