@@ -27,7 +27,7 @@ from minstack.checkouts import (PROJECT_FILES, Checkout, check_ref, check_repo, 
 from minstack.errors import ConfigError, Problem, did_you_mean
 from minstack.hostinfo import HostFacts
 from minstack.localrc import Localrc, PostConfig, ServiceOp, Setting, parse_localrc
-from minstack.paths import REQUIREMENTS
+from minstack.paths import REPO, REQUIREMENTS
 from minstack.versions import canonical
 
 KNOWN_RELEASES = ("2026.2",)
@@ -375,7 +375,9 @@ def load_settings(path: Path | None, host: HostFacts, secrets_file: Path | None 
     """Settings from localrc/local.conf at path (None: all defaults), checked
     against the host.  Raises ConfigError listing every problem found."""
     environ = os.environ if environ is None else environ
-    localrc = parse_localrc(Path(path), environ, predefined=DEFAULTS) if path is not None else None
+    # $TOP_DIR is minstack's own directory, as DevStack's is devstack's (enable_plugin NAME $TOP_DIR/plugins/NAME)
+    predefined = {**DEFAULTS, "TOP_DIR": str(REPO)}
+    localrc = parse_localrc(Path(path), environ, predefined=predefined) if path is not None else None
     return _Loader(localrc, host, secrets_file, environ).load()
 
 

@@ -1,5 +1,5 @@
 """minstack's example plugin, Barbican, enabled from a local path (tests/functional/localrc:
-enable_plugin barbican ../../plugins/barbican): stacked, answering, in status, restart and logs like
+enable_plugin barbican $TOP_DIR/plugins/barbican): stacked, answering, in status, restart and logs like
 a built-in.  unstack and --clean are the lifecycle tests' (test_zz_lifecycle.py), for every phase."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def plugin(settings):
 def test_the_plugin_is_used_in_place(plugin):
     from minstack.paths import REPO
     assert plugin.root == REPO / "plugins" / "barbican"
-    assert plugin.source == "../../plugins/barbican"
+    assert plugin.source == str(REPO / "plugins" / "barbican")   # $TOP_DIR/plugins/barbican, expanded
 
 
 def test_config_files_are_root_stack_0640(host, settings, plugin):

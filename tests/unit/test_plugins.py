@@ -72,6 +72,11 @@ def test_plugin_path_relative_to_the_localrc(tmp_path):
     assert s.plugins[0].root == tmp_path / "plugins" / "barbican"
 
 
+def test_top_dir_is_minstacks_directory(tmp_path):
+    s = load(tmp_path, "enable_plugin barbican $TOP_DIR/plugins/barbican\n")
+    assert s.plugins[0].root == BARBICAN and s.plugins[0].source == str(BARBICAN)
+
+
 def test_disable_service_after_enable_plugin_wins(tmp_path):
     s = load(tmp_path, f"enable_plugin barbican {BARBICAN}\ndisable_service barbican\n")
     assert "barbican-svc" not in s.enabled_services
