@@ -268,21 +268,17 @@ def _git(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 def clone(line: PluginLine, root: Path, git_depth: int) -> None:
     """Clone a URL plugin into a scratch directory next to root, check it, then move it in place:
     a refused plugin leaves nothing behind."""
-    from minstack.checkouts import REACH_TIMEOUT
+    from minstack.checkouts import reach
+    from minstack.shell import Shell
     if not shutil.which("git"):
         raise PluginError(f"git is not installed, and {line.source} is a git URL; apt-get install git, or give a "
                           "local path")
     ref = line.ref or DEFAULT_REF
-    try:
-        reached = _git("ls-remote", line.source, ref, timeout=REACH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        reached = None
-    if reached is None or reached.returncode != 0:
-        why = (reached.stderr.strip().splitlines() or ["no answer"])[-1] if reached else \
-            f"no answer within {REACH_TIMEOUT} s"
-        raise PluginError(f"cannot reach the git repository {line.source}: {why}. Give a local path (a clone of it) "
-                          "or set OFFLINE=True with the tree already in place; nothing was changed"
-                          + shipped_hint(line.name))
+    try:  # the checkouts' own probe: git ls-remote, bounded in time, its error names the URL
+        reach(Shell(log), line.source, ref)
+    except MinstackError as error:
+        raise PluginError(f"{error}. Give a local path (a clone of it) or set OFFLINE=True with the tree already "
+                          "in place; nothing was changed" + shipped_hint(line.name)) from None
     scratch = root.with_name(f".{root.name}.fetching")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.parent.mkdir(parents=True, exist_ok=True)
