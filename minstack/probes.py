@@ -28,3 +28,22 @@ def http_status(url: str, timeout: float = 3.0) -> int | None:
 def http_ok(url: str, timeout: float = 3.0) -> bool:
     status = http_status(url, timeout)
     return status is not None and status < 500
+
+
+def reported_since_start(reported_since):
+    """Readiness of a service that reports itself in its database (nova's services, heat-engine):
+    ready() is true once reported_since(start) says it wrote a record at or after its start.
+
+    The start is taken at the supervisor's first call, which comes right after the start (naive
+    UTC, to the second, as the services write it, less one second): a record from before the
+    start does not count.
+    """
+    import datetime
+    started: list[datetime.datetime] = []
+
+    def ready() -> bool:
+        if not started:
+            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+            started.append(now - datetime.timedelta(seconds=1))
+        return reported_since(started[0])
+    return ready

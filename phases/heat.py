@@ -21,6 +21,7 @@ import datetime
 from minstack import catalogue, identity, mysql
 from minstack.apiservice import ApiService
 from minstack.phase import Step
+from minstack.probes import reported_since_start
 from minstack.supervisor import Daemon
 from minstack.versions import shipped_files
 
@@ -37,17 +38,6 @@ def engine_reported_since(since: datetime.datetime) -> bool:
         cur.execute("SELECT MAX(created_at) FROM heat.service WHERE `binary` = 'heat-engine'")
         row = cur.fetchone()
     return bool(row and row[0] and row[0] >= since)
-
-
-def engine_ready():
-    started: list[datetime.datetime] = []
-
-    def ready() -> bool:
-        if not started:  # the supervisor's first call comes right after the start
-            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
-            started.append(now - datetime.timedelta(seconds=1))
-        return engine_reported_since(started[0])
-    return ready
 
 
 class Heat(ApiService):
@@ -87,7 +77,7 @@ class Heat(ApiService):
         if not s.is_enabled("h-eng"):
             return []
         return [Daemon("heat-engine", [str(s.venv / "bin" / "heat-engine"), "--config-file", str(self.conf(s))],
-                       user=s.stack_user, service="h-eng", ready=engine_ready(), ready_timeout=s.service_timeout)]
+                       user=s.stack_user, service="h-eng", ready=reported_since_start(engine_reported_since), ready_timeout=s.service_timeout)]
 
     def account_steps(self, ctx):
         s = ctx.settings

@@ -29,7 +29,7 @@ from minstack.context import Wanted
 from minstack.derived_secrets import metadata_secret
 from minstack.errors import MinstackError
 from minstack.phase import Step
-from minstack.probes import http_ok
+from minstack.probes import http_ok, reported_since_start
 from minstack.supervisor import Daemon
 
 # NOVA_CONF (/etc/nova/nova.conf) and NOVA_CPU_CONF (nova-compute's own: nova.conf without the
@@ -113,14 +113,7 @@ def reports_state(binary: str):
     A service (re)started now writes its record within ~5 s (servicegroup's first
     report); an old record from before the start does not count.
     """
-    started: list[datetime.datetime] = []
-
-    def ready() -> bool:
-        if not started:  # the supervisor's first call comes right after the start
-            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
-            started.append(now - datetime.timedelta(seconds=1))
-        return service_reported_since(binary, host_name(), started[0])
-    return ready
+    return reported_since_start(lambda since: service_reported_since(binary, host_name(), since))
 
 
 class Nova(ApiService):
