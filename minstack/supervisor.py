@@ -54,6 +54,10 @@ class Daemon:
     # directories under /run it needs (/run is a tmpfs: after a reboot they are gone until made
     # again); systemd makes them before it starts the unit (RuntimeDirectory=, kept on stop)
     runtime_dirs: tuple[str, ...] = ()
+    # Where systemd runs: minstack-<service>.service names this daemon's unit too (systemctl
+    # restart minstack-n-api), for the one daemon that is its service.  False for a daemon that
+    # only helps another of the same service (epmd for rabbit, virtlogd for n-cpu).
+    unit_alias: bool = True
 
 
 @dataclass
@@ -334,11 +338,18 @@ class SystemdSupervisor(Supervisor):
     def failed(self, d: Daemon, reason: str) -> DaemonFailed:
         return DaemonFailed(d.name, reason, self.log_source(d), self.log_tail(d, 20))
 
+    def unit_alias(self, d: Daemon) -> str | None:
+        """The DevStack name as a unit alias (minstack-n-api.service for minstack-nova-api.service),
+        made by `systemctl enable`: what DevStack users type still names the unit."""
+        if d.unit_alias and d.service and d.service != d.name:
+            return f"minstack-{d.service}.service"
+        return None
+
     def unit_text(self, d: Daemon) -> str:
         from minstack import templates
         return templates.environment().get_template("systemd.service.j2").render(
             d=d, signal_name=signal.Signals(d.stop_signal).name,
-            after=() if d.distro_units else BASE_UNITS)
+            after=() if d.distro_units else BASE_UNITS, alias=self.unit_alias(d))
 
     def process(self, d: Daemon) -> psutil.Process | None:
         out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", self.unit_name(d)],

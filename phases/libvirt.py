@@ -82,12 +82,12 @@ class Libvirt(Phase):
         s = ctx.settings
         virsh_works = lambda: ctx.sh.ok([VIRSH, "-c", URI, "version"])  # noqa: E731
         return [
-            Daemon("virtlogd", ["/usr/sbin/virtlogd"], service="n-cpu",
+            Daemon("virtlogd", ["/usr/sbin/virtlogd"], service="n-cpu", unit_alias=False,
                    ready=lambda: unix_socket_answers(RUN_DIR / "virtlogd-sock")),
-            Daemon("virtlockd", ["/usr/sbin/virtlockd"], service="n-cpu",
+            Daemon("virtlockd", ["/usr/sbin/virtlockd"], service="n-cpu", unit_alias=False,
                    ready=lambda: unix_socket_answers(RUN_DIR / "virtlockd-sock")),
             # ready when its qemu driver answers, not merely when the socket exists
-            Daemon("libvirtd", ["/usr/sbin/libvirtd", "--config", str(LIBVIRTD_CONF)], service="n-cpu",
+            Daemon("libvirtd", ["/usr/sbin/libvirtd", "--config", str(LIBVIRTD_CONF)], service="n-cpu", unit_alias=False,
                    ready=virsh_works, ready_timeout=s.service_timeout),
         ]
 

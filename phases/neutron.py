@@ -63,7 +63,7 @@ class Neutron(ApiService):
         if s.is_enabled("q-svc"):
             for name in SERVER_DAEMONS[1:]:
                 daemon = Daemon(name, [str(bin_dir / name), *self.server_conf(s)], user=s.stack_user,
-                                service="q-svc", ready_timeout=s.service_timeout)
+                                service="q-svc", unit_alias=False, ready_timeout=s.service_timeout)
                 # the maintenance worker's mechanism driver connects to the Northbound DB
                 daemon.ready = worker_ready(ctx, daemon, catalogue.NB_PORT if "ovn" in name else None)
                 found.append(daemon)

@@ -126,7 +126,7 @@ class Ovn(Phase):
                 # listeners come from the DB's Connection rows (see "listen" below)
                 f"--remote=db:{db.schema_name},{db.table},connections",
                 f"--pidfile={OVN_RUN}/ovn{db.kind}_db.pid", f"--unixctl={OVN_RUN}/ovn{db.kind}_db.ctl",
-                *log], service="ovn-northd", ready_timeout=timeout,
+                *log], service="ovn-northd", unit_alias=False, ready_timeout=timeout,
                 ready=lambda: sh.ok([db.ctl, f"--db=unix:{db.sock}", "--timeout=2", "show"]),
                 distro_units=("ovn-central.service", f"ovn-ovsdb-server-{db.kind}.service"), runtime_dirs=("ovn",))
 

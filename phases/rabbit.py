@@ -54,7 +54,7 @@ class Rabbit(Phase):
         home = {"HOME": "/var/lib/rabbitmq"}
         # epmd is started by us (not forked off by RabbitMQ) so it is supervised and stopped with the rest.
         epmd = Daemon("epmd", ["/usr/bin/epmd", "-address", epmd_addresses(s.base_services_host)],
-                      user="rabbitmq", env=home, service="rabbit",
+                      user="rabbitmq", env=home, service="rabbit", unit_alias=False,
                       distro_units=("epmd.socket", "epmd.service"))
         server = Daemon("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], user="rabbitmq",
                         env=home, service="rabbit", stop_timeout=60, distro_units=("rabbitmq-server.service",),

@@ -126,7 +126,7 @@ class Swift(ApiService):
         # first: the servers find its socket when they start (without it, they fall back to UDP)
         daemons = [Daemon("swift-syslog", ["/usr/bin/python3", "-c", SYSLOG_SINK, str(sink)], user=s.stack_user,
                           service=next(f"s-{name}" for name in ("proxy", *KINDS) if s.is_enabled(f"s-{name}")),
-                          ready=lambda: sink.is_socket())]
+                          unit_alias=False, ready=lambda: sink.is_socket())]
         for kind in KINDS:
             if s.is_enabled(f"s-{kind}"):
                 port = ports[server(kind)]

@@ -151,3 +151,20 @@ def test_api_services_take_their_urls_and_ports_from_the_catalogue(tmp_path):
     [daemon] = glance.daemons(make(glance))
     assert daemon.name == "glance-api" and daemon.service == "g-api"
     assert glance.summary(settings) == [("Glance", "http://192.168.1.10:9292")]
+
+
+def test_devstack_names_alias_exactly_one_unit_each(tmp_path):
+    """systemctl restart minstack-n-api: each DevStack name is the alias of one daemon's unit, never
+    a second unit's name (ovn-northd's databases share its service, not its unit)."""
+    from minstack.supervisor import SystemdSupervisor
+    settings, make = phase_context(tmp_path, "enable_service swift heat\n")
+    daemons = [d for phase in PHASE_LIST if phase.enabled(settings) for d in phase.daemons(make(phase))]
+    sup = SystemdSupervisor(tmp_path / "run", tmp_path / "logs")
+    units = {sup.unit_name(d) for d in daemons}
+    aliases = [sup.unit_alias(d) for d in daemons if sup.unit_alias(d)]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & units, aliases
+    assert "minstack-n-api.service" in aliases and "minstack-q-svc.service" in aliases
+    # every DevStack name names a unit, its own or an alias
+    assert {f"minstack-{d.service}.service" for d in daemons if d.service} <= units | set(aliases)
+    text = sup.unit_text(next(d for d in daemons if d.name == "nova-api"))
+    assert "\nAlias=minstack-n-api.service\n" in text
