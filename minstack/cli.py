@@ -20,7 +20,7 @@ from minstack.settings import Settings, load_settings, save_generated_secrets
 from minstack.shell import Shell
 from minstack.state import State
 from minstack.supervisor import SystemdSupervisor, make_supervisor
-from minstack.ui import LiveReporter, failure_panel, make_console, status_table, summary_panel, timing_table
+from minstack.ui import LiveReporter, changes_panel, failure_panel, make_console, status_table, summary_panel, timing_table
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 
@@ -237,6 +237,8 @@ def run_stack(console, settings: Settings, phases: list[Phase], state: State, ar
     with pipeline.reporter:
         result = pipeline.run()
     console.print(timing_table(result))
+    if last and last.get("ok"):  # the host was stacked: say what was not as that run left it
+        console.print(changes_panel(result))
     for phase_result in result.phases.values():
         for note in phase_result.notes:
             console.print(f"[yellow]note[/] ({phase_result.name}): {note}")

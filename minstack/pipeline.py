@@ -111,6 +111,9 @@ class PhaseResult:
     steps_skipped: int = 0
     error: BaseException | None = None
     notes: list[str] = field(default_factory=list)
+    # the probed steps that found the host not as described and acted, with what they saw when it
+    # says why ("start nova-api: not running"): on a stacked host, what this run restored
+    changed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -221,6 +224,10 @@ class Pipeline:
                 ctx.log.info("step %s: done in %.2fs", step.name, time.monotonic() - step_started)
                 self.state.record_step(phase.name, step.name, seen.key)
                 result.steps_run += 1
+                if not step.checks_only and (step.observe or step.check or step.once_key) is not None:
+                    why = seen.observation if isinstance(seen.observation, str) else ""
+                    why = "" if "\n" in why or len(why) > 80 else why  # a reason, not a file's content
+                    result.changed.append(f"{step.name}: {why}" if why else step.name)
             result.status = "done"
         except BaseException as exc:
             result.status = "failed"

@@ -128,6 +128,19 @@ def timing_table(result: RunResult) -> Table:
     return table
 
 
+def changes_panel(result: RunResult) -> Panel:
+    """On a host stacked before: each phase's steps that found something missing or different and
+    made it so again (after a reboot: the daemons started, br-ex's gateway, the NAT table)."""
+    table = Table.grid(padding=(0, 2))
+    for r in result.phases.values():
+        if r.changed:
+            table.add_row(Text(r.name, style="bold"), Text(mask("; ".join(r.changed))))
+    if not table.rows:
+        return Panel("nothing: the host was as the last run left it", title="Restored or changed by this run",
+                     expand=False)
+    return Panel(table, title="Restored or changed by this run", border_style="yellow", expand=False)
+
+
 def summary_panel(rows: list[tuple[str, str]], wall_seconds: float) -> Panel:
     table = Table.grid(padding=(0, 2))
     for label, value in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -73,6 +74,7 @@ def test_second_run_changes_nothing(minstack_cli, settings, admin_conn, marker_p
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "the stack is up" in proc.stdout
     assert "instance reachable: ping ok, ssh ok" in " ".join(proc.stdout.split())
+    assert "nothing: the host was as the last run left it" in " ".join(proc.stdout.split())
     assert daemon_pids(settings) == pids, "a daemon was restarted by a run that had nothing to change"
     assert {f: os.stat(f).st_mtime_ns for f in CONFIG_FILES} == mtimes, "a config file was rewritten"
     after = identity_snapshot(admin_conn)
@@ -138,6 +140,61 @@ def test_crashed_services_are_shown_down_and_restored(minstack_cli, settings):
     assert all(after.values())
     assert after["nova-api"] != pids["nova-api"] and after["nova-compute"] != pids["nova-compute"]
     assert after["keystone"] == pids["keystone"]  # only what was down was started
+
+
+# what a boot takes away on a host without systemd: the tmpfs under /run (the run directories
+# minstack's phases make, libvirt's record of its running guests) and the kernel's state
+RUN_DIRS = ("/run/openvswitch", "/run/ovn", "/run/mysqld", "/run/libvirt")
+
+
+def test_a_simulated_reboot_is_restored_by_one_run(minstack_cli, settings):
+    """Issue 14 on a host without systemd: every process of the cloud killed at once (guests and
+    daemons' children too), br-ex, the NAT table and forwarding gone, /run emptied.  One ./stack.py
+    brings it all back, installs nothing again, and says what it restored."""
+    before = json.loads((settings.state_dir / "verify.json").read_text())
+    pids = {name: pid for name, pid in daemon_pids(settings).items() if pid}
+    procs = []
+    for pid in [*pids.values(), *qemu_pids()]:
+        try:
+            main = psutil.Process(pid)
+            procs += [main, *main.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    alive = psutil.wait_procs(procs, timeout=30)[1]
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
+    if Path("/sys/class/net/br-ex").exists():  # a tap of ovs-vswitchd's: gone with it, or not
+        subprocess.run(["ip", "link", "del", "br-ex"], check=True)
+    subprocess.run(["nft", "delete", "table", "ip", "minstack"], check=False)
+    saved = settings.state_dir / "ip_forward.before"
+    if saved.exists():
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(saved.read_text())
+    for path in RUN_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
+    assert minstack_cli.stack("status").returncode == 3
+
+    proc = minstack_cli.stack()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    print(f"./stack.py after a simulated reboot took {proc.seconds:.0f}s")
+    out = " ".join(proc.stdout.split())
+    assert "instance reachable: ping ok, ssh ok" in out
+    restored = out[out.index("Restored or changed by this run"):]
+    for what in ("start nova-api: not running", "start ovs-vswitchd: not running", "gateway address", "nat"):
+        assert what in restored, restored[:3000]
+    assert "install" not in restored, restored[:3000]  # packages, the venv, the test image: as they were
+    after = daemon_pids(settings)
+    assert all(after.values()) and not set(after.values()) & set(pids.values())
+    addresses = subprocess.run(["ip", "-br", "addr", "show", "br-ex"], capture_output=True, text=True).stdout
+    assert f"{settings.public_network_gateway}/" in addresses, addresses
+    assert subprocess.run(["nft", "list", "table", "ip", "minstack"], capture_output=True).returncode == 0
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    conn, server = demo_server(settings)
+    assert server is not None and server.status == "ACTIVE"
+    assert json.loads((settings.state_dir / "verify.json").read_text())["floating_ip"] == before["floating_ip"]
 
 
 def test_clean_removes_what_minstack_made_and_nothing_else(minstack_cli, settings, network_before, host_before):

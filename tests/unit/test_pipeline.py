@@ -226,3 +226,27 @@ def test_stop_daemons_forgets_them_only_when_asked():
     sup = Sup()
     assert [d.name for d in stop_daemons(sup, daemons, logging.getLogger("t"), one_by_one=True)] == ["a"]
     assert sup.stopped == ["b", "a"]
+
+
+class Restoring(Phase):
+    """A stacked host after a reboot: one daemon down, one file in place, a check that only looks."""
+
+    def steps(self, ctx):
+        return [Step("start api", lambda seen: None, observe=lambda: "not running"),
+                Step("start db", lambda seen: None, observe=lambda: None),
+                Step("bridge address", lambda seen: None, observe=lambda: [["10.0.0.1/24"]]),
+                Step("nat", lambda seen: None, observe=lambda: "table ip minstack {\n  chain ...\n}\n"),
+                Step("ping", lambda: None, checks_only=True)]
+
+
+def test_a_run_lists_what_it_found_missing_and_restored(tmp_path):
+    from minstack.ui import changes_panel
+    from rich.console import Console
+    result = Pipeline([Restoring(name="net")], lambda p: Ctx(p.name), State(tmp_path / "s.json"), Reporter()).run()
+    assert result.phases["net"].changed == ["start api: not running", "bridge address", "nat"]
+    console = Console(record=True, width=200)
+    console.print(changes_panel(result))
+    assert "start api: not running; bridge address; nat" in console.export_text()
+    result.phases["net"].changed = []
+    console.print(changes_panel(result))
+    assert "nothing: the host was as the last run left it" in console.export_text()
