@@ -123,9 +123,12 @@ class Swift(ApiService):
         ports = catalogue.ports()
         bin_dir = s.venv / "bin"
         sink = self.syslog_socket(s)
+        enabled = [f"s-{name}" for name in ("proxy", *KINDS) if s.is_enabled(f"s-{name}")]
+        if not enabled:  # ./unstack.py asks every phase, Swift enabled or not
+            return []
         # first: the servers find its socket when they start (without it, they fall back to UDP)
         daemons = [Daemon("swift-syslog", ["/usr/bin/python3", "-c", SYSLOG_SINK, str(sink)], user=s.stack_user,
-                          service=next(f"s-{name}" for name in ("proxy", *KINDS) if s.is_enabled(f"s-{name}")),
+                          service=enabled[0],
                           unit_alias=False, ready=lambda: sink.is_socket())]
         for kind in KINDS:
             if s.is_enabled(f"s-{kind}"):

@@ -168,3 +168,12 @@ def test_devstack_names_alias_exactly_one_unit_each(tmp_path):
     assert {f"minstack-{d.service}.service" for d in daemons if d.service} <= units | set(aliases)
     text = sup.unit_text(next(d for d in daemons if d.name == "nova-api"))
     assert "\nAlias=minstack-n-api.service\n" in text
+
+
+@pytest.mark.parametrize("localrc", ["", "disable_service all\nenable_service mysql\n"])
+def test_every_phase_names_its_daemons_whatever_is_enabled(tmp_path, localrc):
+    """./unstack.py asks every phase for its daemons, enabled or not: Swift's raised StopIteration
+    on a localrc without Swift, and --clean failed on the default services."""
+    settings, make = phase_context(tmp_path, localrc)
+    for phase in PHASE_LIST:
+        phase.daemons(make(phase))
