@@ -5,11 +5,15 @@ guests' qemu, so shared pages count once; RSS summed too, for comparison), and t
 instance's boot times.
 
     sudo ./tools/bench.py [--config tests/functional/localrc] [--skip-cold] [--settle 30]
+    sudo ./tools/bench.py --measure-only     the memory of the cloud stacked now (no stack run)
 
 cold  = after ./unstack.py --clean with minstack's download caches emptied (the uv wheel cache
         and files/cache); distro packages stay installed, as they are the OS packages minstack needs.
 warm  = after ./unstack.py --clean, caches kept.
 no-op = ./stack.py again on the stacked host.
+Memory is also given per project (Nova, Swift, Heat, a plugin's, MariaDB, ...): PSS adds up, so
+each share is what that project's daemons cost in this cloud, with the libraries they share
+with other projects counted in proportion.
 It stacks this host for real (root), prints a table and a JSON object, and leaves the host stacked.
 Targets on a 2-core host (issue 7): cold <= 360 s, warm <= 120 s, no-op <= 20 s, RSS <= 2.5 GB,
 ACTIVE -> SSH <= 30 s.
@@ -56,10 +60,13 @@ def main() -> int:
     parser.add_argument("--config", default=str(REPO / "tests" / "functional" / "localrc"))
     parser.add_argument("--skip-cold", action="store_true", help="keep the download caches (no cold run)")
     parser.add_argument("--settle", type=float, default=30, help="seconds to wait before measuring RSS")
+    parser.add_argument("--measure-only", action="store_true", help="measure the cloud stacked now; stack nothing")
     args = parser.parse_args()
     settings = load_settings(args.config)
     runs: dict[str, dict] = {}
     kinds = ["warm", "noop"] if args.skip_cold else ["cold", "warm", "noop"]
+    if args.measure_only:
+        kinds, args.settle = [], 0
     for kind in kinds:
         if kind in ("cold", "warm"):
             if minstack("unstack.py", args.config, "--clean").returncode != 0:
@@ -84,12 +91,27 @@ def main() -> int:
         "guests_pss_mb": round(guests / 2**20),
         "daemons": {d["name"]: round(d["rss_bytes"] / 2**20) for d in status},
         "daemons_pss": {d["name"]: round(d["pss_bytes"] / 2**20) for d in status},
+        "projects_pss": pss_by_project(status),
         "boot": boot,
         "targets": TARGETS,
     }
     print_table(result)
     print(json.dumps(result, indent=1))
     return 0
+
+
+def pss_by_project(status: list[dict]) -> dict[str, int]:
+    """MiB of PSS per catalogue project (a base service without one under its service's name),
+    largest first."""
+    from minstack import catalogue
+    found: dict[str, float] = {}
+    for d in status:
+        try:
+            name = catalogue.project_of_service(d["service"]).name
+        except KeyError:
+            name = d["service"] or d["name"]
+        found[name] = found.get(name, 0) + d["pss_bytes"] / 2**20
+    return {name: round(mib) for name, mib in sorted(found.items(), key=lambda kv: -kv[1])}
 
 
 def guest_pss_bytes() -> int:
@@ -112,6 +134,7 @@ def print_table(result: dict) -> None:
     print(f"{'TOTAL (wall)':<14}" + "".join(f"{runs[k]['wall_seconds']:>10.1f}" for k in kinds))
     print(f"memory of the whole cloud after settling: PSS {result['pss_mb']} MiB (guests "
           f"{result['guests_pss_mb']} MiB; target {TARGETS['memory_mb']}), RSS of the daemons {result['rss_mb']} MiB")
+    print("PSS per project (MiB): " + ", ".join(f"{n} {m}" for n, m in result["projects_pss"].items()))
     boot = result["boot"]
     if boot:
         print(f"test instance: ACTIVE after {boot.get('active_seconds')} s, login prompt after "
