@@ -146,12 +146,13 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
     console.print(f"[bold]minstack plan[/] for {settings.source or 'the defaults'} "
                   f"(services: {', '.join(sorted(settings.enabled_services))})")
     would_run = total = checks = 0
-    for number, wave in enumerate(waves(phases), 1):
+    for number, wave in enumerate(waves(phases, settings), 1):
         names = ", ".join(p.name for p in wave)
         console.print(f"\n[bold]wave {number}[/] ({'in parallel: ' if len(wave) > 1 else ''}{names})")
         for phase in wave:
+            requires = phase.requirements(settings)
             console.print(f"  [bold cyan]{phase.name}[/]"
-                          + (f"  [dim]requires {', '.join(phase.requires)}[/]" if phase.requires else ""))
+                          + (f"  [dim]requires {', '.join(requires)}[/]" if requires else ""))
             ctx = make(phase)
             for step in phase.steps(ctx):
                 if step.checks_only:
@@ -233,7 +234,7 @@ def run_stack(console, settings: Settings, phases: list[Phase], state: State, ar
     console.print(f"minstack: stacking {len(phases)} phases; log {stack_log}")
     supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
     pipeline = Pipeline(phases, make_context_factory(settings, state, supervisor), state,
-                        LiveReporter(console), fail_phase=settings.fail_phase)
+                        LiveReporter(console), fail_phase=settings.fail_phase, settings=settings)
     with pipeline.reporter:
         result = pipeline.run()
     console.print(timing_table(result))
@@ -250,7 +251,7 @@ def run_stack(console, settings: Settings, phases: list[Phase], state: State, ar
         console.print(failure_panel(result.failed, log_path, resume_command(args)))
         return 1
     state.record_run(ok=True, seconds=result.wall_seconds, phases=phase_seconds)
-    rows = [row for wave in waves(phases) for phase in wave for row in phase.summary(settings)]
+    rows = [row for wave in waves(phases, settings) for phase in wave for row in phase.summary(settings)]
     console.print(summary_panel(rows, result.wall_seconds))
     return 0
 
@@ -267,7 +268,7 @@ def status_main(console, settings: Settings, as_json: bool = False) -> int:
     supervisor = make_supervisor(settings.state_dir / "run", settings.logdir)
     make = make_context_factory(settings, state, supervisor, to_file=False)
     rows = []
-    for phase in [p for wave in waves(select(load_phases(), settings)) for p in wave]:
+    for phase in [p for wave in waves(select(load_phases(), settings), settings) for p in wave]:
         for daemon in phase.daemons(make(phase)):
             row = supervisor.status(daemon)
             row.code = code_source(settings, daemon)
@@ -322,7 +323,8 @@ def daemon_parser(command: str) -> argparse.ArgumentParser:
 def stack_daemons(settings: Settings, supervisor) -> list:
     """Every daemon of the enabled phases, in pipeline order."""
     make = make_context_factory(settings, State(settings.state_dir / "state.json"), supervisor, to_file=False)
-    return [d for wave in waves(select(load_phases(), settings)) for p in wave for d in p.daemons(make(p))]
+    return [d for wave in waves(select(load_phases(), settings), settings) for p in wave
+            for d in p.daemons(make(p))]
 
 
 def match_daemons(daemons: list, names: list[str]) -> list:
@@ -485,11 +487,11 @@ def stop_daemons(supervisor, daemons, log, forget: bool = False, one_by_one: boo
     return [d for d, was_running in zip(daemons, stopped) if was_running]
 
 
-def stop_in_reverse_order(phases: list[Phase], stop) -> None:
+def stop_in_reverse_order(phases: list[Phase], stop, settings=None) -> None:
     """stop(phase) for every phase, each once every phase that requires it is stopped, independent
     ones side by side: nova and neutron together, then libvirt and OVN, ..."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-    deps = dependencies(phases)
+    deps = dependencies(phases, settings)
     waiting_for = {p.name: {q.name for q in phases if p.name in deps[q.name]} for p in phases}
     by_name = {p.name: p for p in phases}
     with ThreadPoolExecutor(max_workers=max(1, len(phases))) as pool:
@@ -536,12 +538,12 @@ def unstack_main(argv: list[str]) -> int:
                                    one_by_one=phase.stop_in_reverse_order):
             console.print(f"stopped {daemon.name}")
 
-    stop_in_reverse_order([p for p in phases if not p.keep_running_on_unstack], stop)
+    stop_in_reverse_order([p for p in phases if not p.keep_running_on_unstack], stop, settings)
     if args.clean:  # while MariaDB still runs, so each service drops its own database
-        for phase in reversed([p for wave in waves(phases) for p in wave]):
+        for phase in reversed([p for wave in waves(phases, settings) for p in wave]):
             phase.clean(make(phase))
     if stop_all:
-        stop_in_reverse_order([p for p in phases if p.keep_running_on_unstack], stop)
+        stop_in_reverse_order([p for p in phases if p.keep_running_on_unstack], stop, settings)
     if args.clean:
         logging.shutdown()
         for path in (settings.data_dir, settings.logdir):

@@ -4,7 +4,8 @@ A phase (one module in ``phases/``) owns one service or concern, like a
 DevStack lib/ file.  It declares:
 
 - ``name`` and ``requires`` (names of phases that must finish first; the
-  pipeline derives the order and the parallelism from these),
+  pipeline derives the order and the parallelism from these; ``requirements(settings)``
+  adds those a setting asks for: Glance storing images in Swift needs Swift),
 - ``services``: the DevStack service names that switch it on (none: always on),
 - ``steps(ctx)``: the ordered, idempotent steps that bring the host to the
   wanted state,
@@ -74,6 +75,11 @@ class Phase:
 
     def enabled(self, settings: "Settings") -> bool:
         return not self.services or settings.is_enabled(*self.services)
+
+    def requirements(self, settings: "Settings | None") -> tuple[str, ...]:
+        """The phases that must finish first: ``requires``, plus those these settings add (a phase
+        whose work depends on another only with some setting overrides this).  None: ``requires``."""
+        return self.requires
 
     def steps(self, ctx: "Context") -> list[Step]:
         return []

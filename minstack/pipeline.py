@@ -56,14 +56,15 @@ def load_phases() -> list[Phase]:
     return phases
 
 
-def dependencies(phases: Iterable[Phase]) -> dict[str, set[str]]:
-    """Each phase's requirements among the given phases (a disabled requirement just drops out)."""
+def dependencies(phases: Iterable[Phase], settings=None) -> dict[str, set[str]]:
+    """Each phase's requirements among the given phases (a disabled requirement just drops out),
+    with what the settings add (Phase.requirements)."""
     phases = list(phases)
     present = {p.name for p in phases}
-    return {p.name: set(p.requires) & present for p in phases}
+    return {p.name: set(p.requirements(settings)) & present for p in phases}
 
 
-def waves(phases: Iterable[Phase]) -> list[list[Phase]]:
+def waves(phases: Iterable[Phase], settings=None) -> list[list[Phase]]:
     """Group phases into waves: every phase of a wave needs only earlier waves.
 
     The waves are what ``--dry-run`` shows; the runner itself starts each
@@ -71,7 +72,7 @@ def waves(phases: Iterable[Phase]) -> list[list[Phase]]:
     """
     phases = list(phases)
     by_name = {p.name: p for p in phases}
-    deps = dependencies(phases)
+    deps = dependencies(phases, settings)
     done: set[str] = set()
     result = []
     while len(done) < len(phases):
@@ -162,8 +163,9 @@ def act(step: Step, seen: Look) -> None:
 
 class Pipeline:
     def __init__(self, phases: list[Phase], make_context: Callable[[Phase], object], state: State,
-                 reporter: Reporter, fail_phase: str | None = None, max_parallel: int = 2):
+                 reporter: Reporter, fail_phase: str | None = None, max_parallel: int = 2, settings=None):
         self.phases = phases
+        self.settings = settings  # what Phase.requirements reads
         self.make_context = make_context
         self.state = state
         self.reporter = reporter
@@ -173,7 +175,7 @@ class Pipeline:
 
     def run(self) -> RunResult:
         result = RunResult({p.name: PhaseResult(p.name) for p in self.phases})
-        deps = dependencies(self.phases)
+        deps = dependencies(self.phases, self.settings)
         pending = {p.name: p for p in self.phases}
         running: dict[Future, Phase] = {}
         started = time.monotonic()

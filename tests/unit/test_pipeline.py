@@ -67,6 +67,29 @@ def test_missing_requirement_drops_out_but_cycle_is_an_error():
         waves([make("x", ("y",)), make("y", ("x",))])
 
 
+class NeedsBWhenAsked(Recording):
+    """A phase that needs b only when the settings say so (as Glance needs Swift with GLANCE_USE_SWIFT)."""
+
+    def requirements(self, settings):
+        return self.requires + (("b",) if settings is not None and settings.is_enabled("ask") else ())
+
+
+def test_a_setting_can_add_a_requirement(tmp_path):
+    a, b = make("a"), make("b", ("a",))
+    c = NeedsBWhenAsked(name="c", requires=("a",))
+    assert [[p.name for p in w] for w in waves([a, b, c])] == [["a"], ["b", "c"]]
+    assert [[p.name for p in w] for w in waves([a, b, c], FakeSettings())] == [["a"], ["b", "c"]]
+    assert [[p.name for p in w] for w in waves([a, b, c], FakeSettings({"ask"}))] == [["a"], ["b"], ["c"]]
+    journal = []
+    for p in (a, b, c):
+        p.journal = journal
+    Pipeline([a, b, c], lambda p: Ctx(p.name), State(tmp_path / "state.json"), Reporter(),
+             settings=FakeSettings({"ask"})).run()
+    ends = {name: at for what, name, step, at in journal if what == "end" and step == "two"}
+    starts = {name: at for what, name, step, at in journal if what == "start" and step == "one"}
+    assert ends["b"] <= starts["c"]
+
+
 def test_select_only_skip_and_enabled():
     phases = [make("a"), make("b", services=("key",)), make("c")]
     assert [p.name for p in select(phases, FakeSettings())] == ["a", "c"]
