@@ -111,6 +111,9 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
     # images
     KeySpec("IMAGE_URLS", "images", "urls", DEFAULT_IMAGE_URL,
             "comma-separated http(s):// or file:// URLs of images to upload to Glance"),
+    KeySpec("GLANCE_USE_SWIFT", "images", "bool", "False",
+            "True: Glance stores new images in Swift (needs enable_service swift); its file store stays "
+            "for images already there and for uploads that ask for it (--store local)"),
     # performance
     KeySpec("LIBVIRT_TYPE", "performance", "choice", "auto",
             "auto (kvm only if a test guest really boots under KVM, else qemu), kvm or qemu", choices=("auto", "kvm", "qemu")),
@@ -486,6 +489,7 @@ class _Loader:
         self._check_config_files()
         resolved = self._plugins()
         enabled = self._services()
+        self._check_glance_store(enabled)
         post_config = self._post_config()
         checkouts = self._checkouts()
         self.errors.sort(key=self._reading_order)
@@ -708,6 +712,13 @@ class _Loader:
         self.warnings += not_there + ignored
         self.errors += services.check_requirements(running, ops, self.file)
         return running
+
+    def _check_glance_store(self, enabled: frozenset[str]) -> None:
+        """GLANCE_USE_SWIFT puts Glance's images in Swift: this host must run Swift's proxy."""
+        if self.value.get("GLANCE_USE_SWIFT") and "s-proxy" not in enabled:
+            self._error("GLANCE_USE_SWIFT", f"{self._subject('GLANCE_USE_SWIFT')} stores images in Swift, which "
+                                            "is not enabled (s-proxy): add enable_service swift, or leave "
+                                            "GLANCE_USE_SWIFT off")
 
     # -- git checkouts --
     def _checkouts(self) -> tuple[Checkout, ...]:

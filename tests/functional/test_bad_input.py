@@ -37,6 +37,8 @@ CASES = [
     ('HOST_IP=127.0.0.1\nOPENSTACK_RELEASE=2023.1\n', 2, "2026.2"),
     ('HOST_IP=127.0.0.1\nDEST=relative/path\n', 2, "DEST"),
     ('HOST_IP=127.0.0.1\nOFFLINE=maybe\n', 2, "OFFLINE"),
+    ('HOST_IP=127.0.0.1\nGLANCE_USE_SWIFT=True\n', 2, "GLANCE_USE_SWIFT=True stores images in Swift"),
+    ('HOST_IP=127.0.0.1\nenable_service swift\nGLANCE_USE_SWIFT=perhaps\n', 3, "GLANCE_USE_SWIFT=perhaps"),
     ('HOST_IP=127.0.0.1\nSTACK_USER=root\n', 2, "STACK_USER"),
     (f'HOST_IP=127.0.0.1\nenable_plugin barbican {REPO}/tests/data/devstack-plugin\n', 2, "is a DevStack plugin"),
     ('HOST_IP=127.0.0.1\nenable_plugin barbican http://127.0.0.1:9/barbican.git\n', 2,

@@ -74,7 +74,7 @@ def test_defaults(tmp_path):
     assert s.floating_range == IPv4Network("172.24.4.0/24")
     assert s.public_network_gateway == IPv4Address("172.24.4.1")
     assert (s.openstack_release, s.install_method, s.offline) == ("2026.2", "source", False)
-    assert s.image_urls == (DEFAULT_IMAGE_URL,)
+    assert s.image_urls == (DEFAULT_IMAGE_URL,) and s.glance_use_swift is False
     assert DEFAULT_IMAGE_URL == ("https://github.com/cirros-dev/cirros/releases/download/0.6.3/"
                                  "cirros-0.6.3-x86_64-disk.img")
     assert (s.libvirt_type, s.api_workers, s.service_timeout) == ("auto", 1, 120)
@@ -215,6 +215,9 @@ BAD_SETTINGS = [
                                  "2025.1; known: 2026.2"),
     ("OFFLINE=maybe", "OFFLINE=maybe is not True/False, yes/no or 1/0"),
     ("VERIFY_KEEP_INSTANCE=2", "VERIFY_KEEP_INSTANCE=2 is not True/False, yes/no or 1/0"),
+    ("GLANCE_USE_SWIFT=maybe", "GLANCE_USE_SWIFT=maybe is not True/False, yes/no or 1/0"),
+    ("GLANCE_USE_SWIFT=True", "GLANCE_USE_SWIFT=True stores images in Swift, which is not enabled (s-proxy): "
+                              "add enable_service swift, or leave GLANCE_USE_SWIFT off"),
     ("DEST=opt/stack", "DEST=opt/stack must be an absolute path"),
     ("DEST=~/stack", "DEST=~/stack must be an absolute path"),
     ("DEST=/", "DEST=/ is a system directory"),
@@ -424,6 +427,16 @@ def test_disabling_a_name_minstack_does_not_know_is_a_warning_enabling_it_an_err
     assert [str(p) for p in warnings] == ["f:1: service 'ceilometer-acompute' is not one minstack knows; "
                                           "nothing to disable"]
     assert [p.line for p in errors] == [2]
+
+
+def test_glance_uses_swift_only_where_swift_runs(tmp_path):
+    s = load(tmp_path, "enable_service swift\nGLANCE_USE_SWIFT=yes\n")
+    assert s.glance_use_swift is True and s.is_enabled("s-proxy")
+    assert load(tmp_path, "GLANCE_USE_SWIFT=False\n").glance_use_swift is False
+    # Swift enabled, then its proxy taken away again: reported where GLANCE_USE_SWIFT asks for it
+    found = problems(tmp_path, "enable_service swift\nGLANCE_USE_SWIFT=True\ndisable_service s-proxy\n")
+    assert found == [f"{tmp_path / 'localrc'}:2: GLANCE_USE_SWIFT=True stores images in Swift, which is not "
+                     "enabled (s-proxy): add enable_service swift, or leave GLANCE_USE_SWIFT off"]
 
 
 def test_a_devstack_local_conf_disabling_swift_and_cinder_is_accepted(tmp_path):
