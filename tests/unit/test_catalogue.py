@@ -177,3 +177,89 @@ def test_every_phase_names_its_daemons_whatever_is_enabled(tmp_path, localrc):
     settings, make = phase_context(tmp_path, localrc)
     for phase in PHASE_LIST:
         phase.daemons(make(phase))
+
+# ---- GLANCE_USE_SWIFT: Glance's images in Swift ----------------------------------------------------------
+@pytest.fixture
+def paste_file(tmp_path, monkeypatch):
+    """The paste file glance ships, here without a venv: the unit tests never read the host's."""
+    paste = tmp_path / "shipped-glance-api-paste.ini"
+    paste.write_text("[composite:glance-api-keystone]\n")
+    monkeypatch.setattr(type(BY_NAME["glance"]), "shipped", lambda self, settings, name: paste)
+    return paste
+
+
+def glance_files(tmp_path, text):
+    settings, make = phase_context(tmp_path, text)
+    glance = BY_NAME["glance"]
+    return settings, {str(w.path): w for w in glance.configure(make(glance)) if w.content is not None}
+
+
+def swift_store_key(text: str) -> str:
+    """The key as glance_store's SwiftConfigParser reads it: configparser with interpolation, then
+    one pair of matching outer quotes stripped (glance_store/_drivers/swift/utils.py)."""
+    import configparser
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    value = configparser.RawConfigParser.get(parser, "ref1", "key")
+    if value and value[0] in "\"'":
+        assert value[-1] == value[0]
+        value = value[1:-1]
+    return value
+
+
+def test_glance_keeps_images_in_its_file_store_by_default(tmp_path, paste_file):
+    settings, files = glance_files(tmp_path, "enable_service swift\n")
+    assert set(files) == {"/etc/glance/glance-api-paste.ini", "/etc/glance/glance-api.conf"}
+    conf = files["/etc/glance/glance-api.conf"].content.decode()
+    assert "enabled_backends = local:file\n" in conf and "default_backend = local\n" in conf
+    assert "[swift]" not in conf and "swift_store" not in conf
+    assert "swift" not in BY_NAME["glance"].requirements(settings)
+
+
+@pytest.mark.parametrize("password", ["plain-pw", ' it\'s 100% "$x" ; # ', '"quoted"', "%(here)s"])
+def test_glance_use_swift_makes_swift_the_default_store(tmp_path, paste_file, password):
+    import shlex
+    settings, files = glance_files(tmp_path, f"enable_service swift\nGLANCE_USE_SWIFT=True\n"
+                                             f"SERVICE_PASSWORD={shlex.quote(password)}\n")
+    conf = files["/etc/glance/glance-api.conf"].content.decode()
+    assert "enabled_backends = local:file, swift:swift\n" in conf and "default_backend = swift\n" in conf
+    section = conf.split("\n[swift]\n")[1].split("\n[")[0]
+    assert "swift_store_config_file = /etc/glance/glance-swift-store.conf\n" in section
+    assert "default_swift_reference = ref1\n" in section
+    assert "swift_store_create_container_on_put = true\n" in section
+    store = files["/etc/glance/glance-swift-store.conf"]
+    assert (store.owner, store.group, store.mode, store.restarts) == ("root", "stack", 0o640, ("glance-api",))
+    text = store.content.decode()
+    assert "auth_address = http://192.168.1.10:5000/v3\n" in text and "user = service:glance\n" in text
+    assert swift_store_key(text) == password
+    # only this file holds the swift store's password; glance-api.conf only names it
+    assert "swift_store_key" not in conf and "swift_store_user" not in conf
+
+
+def test_glance_use_swift_puts_glance_after_swift(tmp_path):
+    from minstack.pipeline import select, waves
+    settings, _ = phase_context(tmp_path, "enable_service swift\nGLANCE_USE_SWIFT=True\n")
+    order = [p.name for wave in waves(select(PHASE_LIST, settings), settings) for p in wave]
+    assert order.index("swift") < order.index("glance") < order.index("image") < order.index("nova")
+    plain, _ = phase_context(tmp_path, "enable_service swift\n")
+    assert "swift" in BY_NAME["glance"].requirements(settings)
+    assert "swift" not in BY_NAME["glance"].requirements(plain)
+    assert "swift" not in BY_NAME["glance"].requires  # the static requirements stay as they were
+
+
+def test_glance_removes_the_swift_store_file_once_glance_use_swift_is_off(tmp_path):
+    glance = BY_NAME["glance"]
+    settings, make = phase_context(tmp_path, f"GLANCE_API_CONF={tmp_path}/etc/glance-api.conf\n")
+    ctx = make(glance)
+    removed = []
+    ctx.remove_files = lambda *paths: removed.extend(paths)
+    [step] = glance.after_config(ctx)
+    stale = tmp_path / "etc" / "glance-swift-store.conf"
+    assert step.check() is True  # nothing there: nothing to do
+    stale.parent.mkdir()
+    stale.write_text("[ref1]\n")
+    assert step.check() is False
+    step.action()
+    assert removed == [stale]
+    on, make_on = phase_context(tmp_path, "enable_service swift\nGLANCE_USE_SWIFT=True\n")
+    assert glance.after_config(make_on(glance)) == []
