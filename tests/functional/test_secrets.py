@@ -33,6 +33,8 @@ PRIVATE = {
 # ... those of the optional services the stack enables (tests/functional/localrc: swift, heat) ...
 SERVICE_PRIVATE = {"s-proxy": {"/etc/swift/proxy-server.conf": {0o640}, "/etc/swift/swift.conf": {0o640}},
                    "h-api": {"/etc/heat/heat.conf": {0o640}}}
+# ... those of the settings it turns on (GLANCE_USE_SWIFT: the swift store's account) ...
+SETTING_PRIVATE = {"glance_use_swift": {"/etc/glance/glance-swift-store.conf": {0o640}}}
 # ... and those of the plugins it enables (barbican).
 PLUGIN_PRIVATE = {"barbican": {"/etc/barbican/barbican.conf": {0o640}}}
 # Not read for the file check: the venvs (code), images and instance disks (large, binary), and
@@ -113,6 +115,9 @@ def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stac
     private = dict(PRIVATE)
     for service, files in SERVICE_PRIVATE.items():
         if settings.is_enabled(service):
+            private.update(files)
+    for setting, files in SETTING_PRIVATE.items():
+        if getattr(settings, setting):
             private.update(files)
     for plugin in settings.plugins:
         private.update(PLUGIN_PRIVATE.get(plugin.name, {}))
