@@ -244,6 +244,6 @@ def test_image_round_trip(demo_conn, settings, host, how):
 
 @pytest.mark.parametrize("how", ["sized", "import"])
 def test_an_upload_can_ask_for_the_file_store(demo_conn, settings, host, how):
-    """The file store stays enabled with GLANCE_USE_SWIFT: a PUT's X-Image-Meta-Store (openstack
-    image create --store local) and an import's stores put the data there, not into Swift."""
+    """The file store stays enabled with GLANCE_USE_SWIFT: a PUT's X-Image-Meta-Store and an
+    import's stores (openstack image import --store local) put the data there, not into Swift."""
     round_trip(demo_conn, settings, host, how, "local")
