@@ -40,6 +40,7 @@ from minstack.ssh import SSH_USER
 FLAVOR = DEMO.flavor
 FLAVOR_ALT = DEMO.flavor_alt
 PRIVATE_NETWORK = DEMO.network
+PRIVATE_SUBNET = DEMO.subnet
 PUBLIC_NETWORK = DEMO.public_network
 # local.conf sections merged into tempest.conf, in file order (the last value wins)
 MERGED_PHASES = ("post-config", "test-config")
@@ -160,6 +161,7 @@ def lookups(ctx) -> dict:
         "flavor_ref": fitting_flavor(conn, FLAVOR, image).id,
         "flavor_ref_alt": fitting_flavor(conn, FLAVOR_ALT, image_alt).id,
         "fixed_network_name": PRIVATE_NETWORK,
+        "fixed_subnet_name": PRIVATE_SUBNET,
         "public_network_id": public.id,
         "floating_network_name": PUBLIC_NETWORK,
         "network_extensions": sorted(e.alias for e in conn.network.extensions()),

@@ -17,7 +17,8 @@ tempest = phase_module("tempest")
 LOOKUPS = dict(workspace=Path("/opt/stack/tempest"), image_ref="img-1", image_ref_alt="img-1",
                image_ssh_user="cirros", img_file=Path("/opt/stack/data/tempest/images/t.qcow2"),
                img_disk_format="qcow2", img_properties={"hw_machine_type": "pc", "hw_disk_bus": "virtio"},
-               flavor_ref="c1", flavor_ref_alt="d1", fixed_network_name="private", public_network_id="pub-1",
+               flavor_ref="c1", flavor_ref_alt="d1", fixed_network_name="private", fixed_subnet_name="private-subnet",
+               public_network_id="pub-1",
                floating_network_name="public", network_extensions=["router", "agent", "port-security"],
                compute_max_microversion="2.100", dashboard_url="http://10.0.0.5/dashboard/")
 
