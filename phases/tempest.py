@@ -22,6 +22,13 @@ As in DevStack, ./stack.py installs and configures Tempest but does not run it:
   the public network, neutron's extensions, nova's highest microversion.
   local.conf ``[[test-config|$TEMPEST_CONFIG]]`` sections are merged into it
   (ctx.template merges only post-config sections, so this phase does both).
+- With Heat (h-api), heat-tempest-plugin (in the lock, so in the venv whatever
+  is enabled) gets tempest.conf's [heat_plugin], and the workspace gets
+  etc/orchestration-exclude-list.txt and etc/orchestration-expected-skips.txt
+  for ``tools/tempest-smoke.sh --orchestration``: what this stack cannot run
+  (no Zaqar, Aodh, Octavia; no image with Heat's agents; the neutron extensions
+  Heat's resource types need; user-data on the offline test image), and what
+  may skip, each with its reason.
 """
 from __future__ import annotations
 
@@ -76,13 +83,25 @@ def lock_file(release: str) -> Path:
     return path
 
 
+def orchestration_exclude_list(settings) -> Path:
+    """The heat-tempest-plugin tests tools/tempest-smoke.sh --orchestration leaves out, each with its reason."""
+    return workspace(settings) / "etc" / "orchestration-exclude-list.txt"
+
+
+def orchestration_expected_skips(settings) -> Path:
+    """The heat-tempest-plugin tests that may skip here, each with its reason."""
+    return workspace(settings) / "etc" / "orchestration-expected-skips.txt"
+
+
 def run_paths(settings) -> dict[str, str]:
     """What tools/tempest-smoke.sh needs to run Tempest for this localrc."""
     return {"TEMPEST_VENV": str(venv(settings)), "TEMPEST_WORKSPACE": str(workspace(settings)),
             "TEMPEST_CONFIG": str(config_file(settings)), "STACK_USER": settings.stack_user,
             "TEMPEST_LOG": str(settings.logdir / "tempest.log"),
             "TEMPEST_EXCLUDE_LIST": str(exclude_list(settings)),
-            "TEMPEST_EXPECTED_SKIPS": str(expected_skips(settings))}
+            "TEMPEST_EXPECTED_SKIPS": str(expected_skips(settings)),
+            "TEMPEST_ORCHESTRATION_EXCLUDE_LIST": str(orchestration_exclude_list(settings)),
+            "TEMPEST_ORCHESTRATION_EXPECTED_SKIPS": str(orchestration_expected_skips(settings))}
 
 
 def expected_skips(settings) -> Path:
@@ -138,6 +157,24 @@ def compute_max_microversion(conn) -> str:
         raise MinstackError("nova's API did not report its microversions")
     major, minor = data.max_microversion[:2]
     return f"{major}.{minor}"
+
+
+def user_data_runs(settings) -> bool:
+    """Whether the image Tempest and Heat's tests boot runs a user-data script: minstack's offline test
+    image does not (CirrOS and cloud images do)."""
+    uploaded = images.uploaded(settings)
+    return not (uploaded and uploaded[0].get("offline"))
+
+
+def orchestration_lists(ctx) -> list:
+    """The orchestration exclude list and expected skips, for this neutron and this image."""
+    s = ctx.settings
+    conn = identity.admin_connection(s)
+    extensions = sorted(e.alias for e in conn.network.extensions())
+    owned = dict(owner="root", group=s.stack_user, mode=0o644)
+    return [ctx.template("tempest/orchestration-exclude-list.txt.j2", orchestration_exclude_list(s), **owned,
+                         network_extensions=extensions, user_data_runs=user_data_runs(s)),
+            ctx.template("tempest/orchestration-expected-skips.txt.j2", orchestration_expected_skips(s), **owned)]
 
 
 def lookups(ctx) -> dict:
@@ -241,6 +278,13 @@ class Tempest(Phase):
                        env=env)
             install()
 
+        orchestration = []
+        if s.is_enabled("h-api"):
+            orchestration.append(ctx.files_step(
+                "orchestration lists", f"{orchestration_exclude_list(s)} and {orchestration_expected_skips(s)}: the "
+                "heat-tempest-plugin tests tools/tempest-smoke.sh --orchestration leaves out or may skip, and why",
+                lambda: orchestration_lists(ctx)))
+
         return [
             # checked on the file, not recorded: a venv removed by hand comes back whole
             Step("venv", create_venv, f"create {env_dir} (Tempest's own venv) and install {lock.name}",
@@ -258,6 +302,7 @@ class Tempest(Phase):
             ctx.files_step("expected skips", f"{expected_skips(s)}: the tests Tempest may skip on this stack, and why",
                            lambda: [ctx.template("tempest/expected-skips.txt.j2", expected_skips(s), owner="root",
                                                  group=s.stack_user, mode=0o644)]),
+            *orchestration,
         ]
 
     def summary(self, settings):

@@ -121,7 +121,9 @@ def test_run_paths_for_the_smoke_script(tmp_path):
                      "TEMPEST_CONFIG": "/opt/stack/tempest/etc/tempest.conf", "STACK_USER": "stack",
                      "TEMPEST_LOG": "/opt/stack/logs/tempest.log",
                      "TEMPEST_EXCLUDE_LIST": "/opt/stack/tempest/etc/exclude-list.txt",
-                     "TEMPEST_EXPECTED_SKIPS": "/opt/stack/tempest/etc/expected-skips.txt"}
+                     "TEMPEST_EXPECTED_SKIPS": "/opt/stack/tempest/etc/expected-skips.txt",
+                     "TEMPEST_ORCHESTRATION_EXCLUDE_LIST": "/opt/stack/tempest/etc/orchestration-exclude-list.txt",
+                     "TEMPEST_ORCHESTRATION_EXPECTED_SKIPS": "/opt/stack/tempest/etc/orchestration-expected-skips.txt"}
 
 
 def test_lock_file_pins_tempest_for_the_release():
@@ -129,9 +131,9 @@ def test_lock_file_pins_tempest_for_the_release():
     assert "\ntempest==47.0.0\n" in lock
 
 
-def listed(template: str, s) -> tuple[str, list[str]]:
+def listed(template: str, s, **extra) -> tuple[str, list[str]]:
     """A rendered list (exclude list, expected skips): its text and its entries."""
-    text = templates.render(f"tempest/{template}", s)
+    text = templates.render(f"tempest/{template}", s, **extra)
     return text, [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
