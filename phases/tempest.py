@@ -306,8 +306,11 @@ class Tempest(Phase):
         ]
 
     def summary(self, settings):
-        return [("tempest", f"tools/tempest-smoke.sh   (workspace {workspace(settings)}, "
-                            f"config {config_file(settings)})")]
+        lines = [("tempest", f"tools/tempest-smoke.sh   (workspace {workspace(settings)}, "
+                             f"config {config_file(settings)})")]
+        if settings.is_enabled("h-api"):
+            lines.append(("orchestration tests", "tools/tempest-smoke.sh --orchestration   (heat-tempest-plugin)"))
+        return lines
 
     def clean(self, ctx):
         s = ctx.settings

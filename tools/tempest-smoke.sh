@@ -12,12 +12,24 @@
 # expected-skips.txt (phases/tempest.py writes it, each entry with its reason):
 # an unlisted skip fails the run like a failed test.
 #
-# Usage: tools/tempest-smoke.sh [-c LOCALRC] [--concurrency N] [--artifacts DIR] [-- TEMPEST-RUN-ARGS...]
+# With --orchestration (Heat stacked), the orchestration set instead: every test of
+# heat-tempest-plugin (heat_tempest_plugin.tests: the gabbi API tests, the functional and the
+# scenario tests) but those $DEST/tempest/etc/orchestration-exclude-list.txt leaves out, each
+# with its reason, its skips held to etc/orchestration-expected-skips.txt.  It runs from
+# $DEST/tempest/orchestration, whose .stestr.conf is the workspace's with one change: the
+# group regex keeps each gabbi YAML file's tests (each one a step of the one before) on one
+# worker, as Heat's own gate job does; its stestr repository is its own.
+#
+# Usage: tools/tempest-smoke.sh [-c LOCALRC] [--orchestration] [--concurrency N] [--artifacts DIR]
+#                               [-- TEMPEST-RUN-ARGS...]
 #   -c, --config    minstack's localrc/local.conf (default: as ./stack.py finds it)
+#   --orchestration heat-tempest-plugin's tests instead of the gate set (needs h-api)
 #   --concurrency   test workers (default 2: faster than serial on a 2-core host, see below)
 #   --artifacts     also keep the console output (tempest-smoke.log) and the subunit
-#                   stream (tempest-smoke.subunit) there
-#   after --        passed to `tempest run` as they are (e.g. --regex ..., instead of the gate set)
+#                   stream (tempest-smoke.subunit) there (tempest-orchestration.* with
+#                   --orchestration)
+#   after --        passed to `tempest run` as they are (e.g. --regex ..., instead of the
+#                   gate set or the orchestration set; the exclude list still applies)
 #
 # Run as root (or as the stack user).  The last line is "tempest: N passed, N failed, N skipped";
 # the exit code is tempest's (0: no test failed), or 3 when a test was skipped for no listed reason.
@@ -31,11 +43,13 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG=""
 CONCURRENCY=2
+ORCHESTRATION=""
 ARTIFACTS=""
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
         -c|--config) CONFIG=$2; shift 2 ;;
+        --orchestration) ORCHESTRATION=1; shift ;;
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --artifacts) ARTIFACTS=$2; shift 2 ;;
         --) shift; EXTRA=("$@"); break ;;
@@ -47,7 +61,7 @@ case "$CONCURRENCY" in ''|*[!0-9]*|0) echo "tempest-smoke: --concurrency needs a
 
 # The paths come from minstack's own settings, so a localrc that moves DEST,
 # DATA_DIR or TEMPEST_CONFIG is followed exactly as ./stack.py follows it.
-VARS=$(cd "$REPO" && .venv/bin/python - "$CONFIG" <<'EOF'
+VARS=$(cd "$REPO" && .venv/bin/python - "$CONFIG" "$ORCHESTRATION" <<'EOF'
 import shlex
 import sys
 
@@ -63,13 +77,29 @@ except MinstackError as exc:
 if not settings.is_enabled("tempest"):
     sys.exit(f"tempest-smoke: the tempest service is not enabled in {settings.source}: "
              "add `enable_service tempest` and run ./stack.py")
+if sys.argv[2] and not settings.is_enabled("h-api"):
+    sys.exit(f"tempest-smoke: --orchestration needs Heat, not enabled in {settings.source}: "
+             "add `enable_service heat` and run ./stack.py")
 for name, value in tempest.run_paths(settings).items():
     print(f"{name}={shlex.quote(value)}")
 EOF
 )
 eval "$VARS"
 
-for path in "$TEMPEST_VENV/bin/tempest" "$TEMPEST_WORKSPACE/.stestr.conf" "$TEMPEST_CONFIG"; do
+NAME=tempest-smoke
+RUN_DIR=$TEMPEST_WORKSPACE
+if [ -n "$ORCHESTRATION" ]; then
+    NAME=tempest-orchestration
+    RUN_DIR=$TEMPEST_WORKSPACE/orchestration
+    TEMPEST_EXCLUDE_LIST=$TEMPEST_ORCHESTRATION_EXCLUDE_LIST
+    TEMPEST_EXPECTED_SKIPS=$TEMPEST_ORCHESTRATION_EXPECTED_SKIPS
+fi
+
+NEEDED=("$TEMPEST_VENV/bin/tempest" "$TEMPEST_WORKSPACE/.stestr.conf" "$TEMPEST_CONFIG")
+if [ -n "$ORCHESTRATION" ]; then
+    NEEDED+=("$TEMPEST_EXCLUDE_LIST" "$TEMPEST_EXPECTED_SKIPS")
+fi
+for path in "${NEEDED[@]}"; do
     if [ ! -e "$path" ]; then
         echo "tempest-smoke: $path is missing: run ./stack.py (with the tempest service enabled) first" >&2
         exit 1
@@ -90,24 +120,44 @@ as_stack() {
 
 # The gate set: Tempest's smoke regex (what --smoke selects) or the two scenario modules.
 GATE_REGEX='\[.*\bsmoke\b.*\]|^tempest\.scenario\.(test_server_basic_ops|test_network_basic_ops)\.'
+# The orchestration set: every test heat-tempest-plugin has (its exclude list leaves some out).
+ORCHESTRATION_REGEX='^heat_tempest_plugin\.tests\.'
+# stestr's group regex for the orchestration run: a gabbi YAML file's tests
+# (heat_tempest_plugin.tests.api.test_heat_api.<file>_<test>) share one group, so one worker runs
+# them in order; any other test id falls to the second branch, Tempest's own ([^\.]*\.)*
+GABBI_GROUP_REGEX='heat_tempest_plugin\.tests\.api\.test_heat_api\.[^_]+|([^\.]*\.)*'
 if [ ${#EXTRA[@]} -eq 0 ]; then
-    EXTRA=(--regex "$GATE_REGEX")
+    if [ -n "$ORCHESTRATION" ]; then
+        EXTRA=(--regex "$ORCHESTRATION_REGEX")
+    else
+        EXTRA=(--regex "$GATE_REGEX")
+    fi
+fi
+if [ -n "$ORCHESTRATION" ]; then
+    # the workspace's .stestr.conf (tempest init's: test_path, top_dir) with the gabbi group regex
+    as_stack mkdir -p "$RUN_DIR"
+    sed "s/^group_regex=.*/group_regex=$(printf '%s' "$GABBI_GROUP_REGEX" | sed 's/[\\&/]/\\&/g')/" \
+        "$TEMPEST_WORKSPACE/.stestr.conf" | as_stack tee "$RUN_DIR/.stestr.conf" > /dev/null
+    if ! grep -qxF "group_regex=$GABBI_GROUP_REGEX" "$RUN_DIR/.stestr.conf"; then
+        echo "$NAME: $TEMPEST_WORKSPACE/.stestr.conf has no group_regex line to replace" >&2
+        exit 1
+    fi
 fi
 # The tests this stack's image cannot run, each with its reason (phases/tempest.py writes the list).
 EXCLUDED=$(grep -cv '^\s*\(#\|$\)' "$TEMPEST_EXCLUDE_LIST" 2>/dev/null || true)
 if [ "${EXCLUDED:-0}" -gt 0 ]; then
     EXTRA+=(--exclude-list "$TEMPEST_EXCLUDE_LIST")
-    echo "tempest-smoke: leaving out $EXCLUDED test(s) listed, with the reasons, in $TEMPEST_EXCLUDE_LIST:"
+    echo "$NAME: leaving out the tests of $EXCLUDED pattern(s) listed, with the reasons, in $TEMPEST_EXCLUDE_LIST:"
     grep -v '^\s*\(#\|$\)' "$TEMPEST_EXCLUDE_LIST" | sed 's/^/    /'
 fi
 OUTPUT=$(mktemp /tmp/tempest-smoke.XXXXXX)
 trap 'rm -f "$OUTPUT"' EXIT
 chmod 0644 "$OUTPUT"
 
-echo "tempest-smoke: tempest run ${EXTRA[*]} --concurrency $CONCURRENCY in $TEMPEST_WORKSPACE (log: $TEMPEST_LOG)"
+echo "$NAME: tempest run ${EXTRA[*]} --concurrency $CONCURRENCY in $RUN_DIR (log: $TEMPEST_LOG)"
 START=$(date +%s)
 set +e
-(cd "$TEMPEST_WORKSPACE" && as_stack "$TEMPEST_VENV/bin/tempest" run --config-file "$TEMPEST_CONFIG" \
+(cd "$RUN_DIR" && as_stack "$TEMPEST_VENV/bin/tempest" run --config-file "$TEMPEST_CONFIG" \
     --concurrency "$CONCURRENCY" "${EXTRA[@]}") 2>&1 | tee "$OUTPUT"
 STATUS=${PIPESTATUS[0]}
 set -e
@@ -121,31 +171,32 @@ SKIPPED=$(count Skipped)
 
 if [ -n "$ARTIFACTS" ]; then
     mkdir -p "$ARTIFACTS"
-    cp "$OUTPUT" "$ARTIFACTS/tempest-smoke.log"
-    (cd "$TEMPEST_WORKSPACE" && as_stack "$TEMPEST_VENV/bin/stestr" last --subunit) \
-        > "$ARTIFACTS/tempest-smoke.subunit" || true
-    echo "tempest-smoke: console output and subunit stream in $ARTIFACTS"
+    cp "$OUTPUT" "$ARTIFACTS/$NAME.log"
+    (cd "$RUN_DIR" && as_stack "$TEMPEST_VENV/bin/stestr" last --subunit) \
+        > "$ARTIFACTS/$NAME.subunit" || true
+    echo "$NAME: console output and subunit stream in $ARTIFACTS"
 fi
 
 if [ -z "$PASSED" ] || [ -z "$FAILED" ]; then
-    echo "tempest-smoke: tempest printed no totals (exit $STATUS); see $TEMPEST_LOG" >&2
+    echo "$NAME: tempest printed no totals (exit $STATUS); see $TEMPEST_LOG" >&2
     [ "$STATUS" -ne 0 ] || STATUS=1
     exit "$STATUS"
 fi
-echo "tempest-smoke: ran in ${SECONDS_TAKEN}s with --concurrency $CONCURRENCY"
+echo "$NAME: ran in ${SECONDS_TAKEN}s with --concurrency $CONCURRENCY"
 # Each skip subunit-trace reported ("{N} <test or setUpClass (class)> ... SKIPPED: <reason>") must
 # match an entry of the expected-skips list; their number cannot exceed the list's length.
-if ! "$REPO/.venv/bin/python" - "$OUTPUT" "$TEMPEST_EXPECTED_SKIPS" <<'EOF'
+if ! "$REPO/.venv/bin/python" - "$OUTPUT" "$TEMPEST_EXPECTED_SKIPS" "$NAME" <<'EOF'
 import re
 import sys
 
-output, listing = (open(path).read() for path in sys.argv[1:])
+output, listing = (open(path).read() for path in sys.argv[1:3])
+label = sys.argv[3]
 allowed = [line.strip() for line in listing.splitlines() if line.strip() and not line.startswith("#")]
 skipped = re.findall(r"^\{\d+\} (.+?)(?: \[[\d.]+s\])? \.\.\. SKIPPED: (.*)$", output, re.M)
 unlisted = [(name, why) for name, why in skipped if not any(re.search(p, name) for p in allowed)]
 for name, why in unlisted:
-    print(f"tempest-smoke: unexpected skip: {name} ({why})")
-print(f"tempest-smoke: {len(skipped)} skip(s), {len(unlisted)} not in {sys.argv[2]} ({len(allowed)} listed)")
+    print(f"{label}: unexpected skip: {name} ({why})")
+print(f"{label}: {len(skipped)} skip(s), {len(unlisted)} not in {sys.argv[2]} ({len(allowed)} listed)")
 sys.exit(1 if unlisted or len(skipped) > len(allowed) else 0)
 EOF
 then

@@ -1,14 +1,19 @@
 """heat-tempest-plugin (issue 13): installed from Tempest's lock, configured in tempest.conf's
-[heat_plugin] when Heat is stacked, with its own exclude list and expected skips for
-tools/tempest-smoke.sh (no cloud needed: the lookups are given)."""
+[heat_plugin] when Heat is stacked, and run by tools/tempest-smoke.sh --orchestration with its own
+exclude list and expected skips (no cloud needed: the lookups are given)."""
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+
+import pytest
 
 from minstack.paths import REQUIREMENTS
 from test_tempest_config import LOCALRC, listed, rendered, settings, tempest
 
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = (REPO / "tools" / "tempest-smoke.sh").read_text()
 HEAT = "enable_service heat\n"
 # the neutron extensions ML2/OVN has here, but trunk (minstack's service_plugins has no trunk)
 EXTENSIONS = ["extraroute", "extraroute-atomic", "router", "security-group", "standard-attr-tag"]
@@ -38,7 +43,16 @@ PLUGIN = [*GABBI,
           ".test_server_signal_userdata_format_software_config[id-3d753d42-7c16-4a0e-8f73-875881826626]",
           "heat_tempest_plugin.tests.scenario.test_remote_deeply_nested.RemoteDeeplyNestedStackTest"
           ".test_remote_nested[id-2ed94cae-da14-4060-a6b3-526e7a8cbbe4]"]
+TEMPEST = ["tempest.api.compute.servers.test_create_server.ServersTestJSON.test_list_servers"
+           "[id-9a438d88-10c6-4bcd-8b5b-5b6e25e1346f,smoke]",
+           "tempest.scenario.test_network_basic_ops.TestNetworkBasicOps.test_network_basic_ops"
+           "[compute,id-f323b3ba-82f8-4db7-8ea6-6a895869ec49,network,slow]",
+           "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token[id-6f8e4436-fc96-4282-8122-e41df57197a9]"]
 
+
+def script_var(name: str) -> str:
+    """A single-quoted shell variable of tools/tempest-smoke.sh."""
+    return re.search(rf"^{name}='([^']*)'$", SCRIPT, re.M).group(1)
 
 
 # ---- the plugin in Tempest's venv ----------------------------------------------------------------
@@ -214,3 +228,45 @@ def test_the_phase_writes_the_lists_only_with_heat(tmp_path):
         settings(tmp_path, LOCALRC, extra)))]
     assert "orchestration lists" in names(HEAT)
     assert "orchestration lists" not in names("")
+
+
+# ---- tools/tempest-smoke.sh --orchestration -----------------------------------------------------
+def test_the_gate_set_selects_no_plugin_test():
+    """The plugin is in the venv whatever is enabled: the smoke run's selection stays Tempest's."""
+    gate = re.compile(script_var("GATE_REGEX"))
+    assert not [t for t in PLUGIN if gate.search(t)]
+    assert [t for t in TEMPEST if gate.search(t)] == TEMPEST[:2]
+
+
+def test_the_orchestration_set_is_the_plugin_tests():
+    orchestration = re.compile(script_var("ORCHESTRATION_REGEX"))
+    assert all(orchestration.search(t) for t in PLUGIN)
+    assert not any(orchestration.search(t) for t in TEMPEST)
+
+
+@pytest.mark.parametrize("test_id", PLUGIN + TEMPEST)
+def test_group_regex_is_tempest_s_but_for_gabbi_files(test_id):
+    """stestr groups by re.match(...).group(0): a gabbi YAML file's tests (each a step of the one before)
+    share one worker; every other test is grouped as Tempest's .stestr.conf groups it (by class)."""
+    ours, tempest_own = re.compile(script_var("GABBI_GROUP_REGEX")), re.compile(r"([^\.]*\.)*")
+    group = ours.match(test_id).group(0)
+    if test_id in GABBI:
+        yaml_file = test_id.split(".test_heat_api.")[1].split("_")[0]
+        assert group == f"heat_tempest_plugin.tests.api.test_heat_api.{yaml_file}"
+    else:
+        assert group == tempest_own.match(test_id).group(0)
+
+
+def test_gabbi_files_keep_apart():
+    ours = re.compile(script_var("GABBI_GROUP_REGEX"))
+    groups = {ours.match(t).group(0) for t in GABBI}
+    assert len(groups) == 4  # stacks (2 tests), resources, resourcetypes, softwareconfig
+
+
+def test_orchestration_runs_apart_from_the_smoke_workspace():
+    # its own directory (own .stestr.conf and stestr repository), its own lists and artifact names
+    assert 'RUN_DIR=$TEMPEST_WORKSPACE/orchestration' in SCRIPT
+    assert 'TEMPEST_EXCLUDE_LIST=$TEMPEST_ORCHESTRATION_EXCLUDE_LIST' in SCRIPT
+    assert 'TEMPEST_EXPECTED_SKIPS=$TEMPEST_ORCHESTRATION_EXPECTED_SKIPS' in SCRIPT
+    assert 'NAME=tempest-orchestration' in SCRIPT and '"$ARTIFACTS/$NAME.log"' in SCRIPT
+    assert 'settings.is_enabled("h-api")' in SCRIPT
