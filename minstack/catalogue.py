@@ -40,6 +40,9 @@ class Api:
     files_env: str = ""    # ... and which files in it: OS_<PROJECT>_CONFIG_FILES ("a;b")
     ready_path: str = "/"  # what answers once it is up
     uwsgi: bool = True     # False: the project's own server runs it (the phase declares that daemon)
+    # requests one uWSGI process serves at once: heat-api needs 2, as its engine calls heat-api back
+    # while the first request waits (OS::Heat::Stack validates through it), with API_WORKERS=1 a deadlock
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ PROJECTS: tuple[Project, ...] = (
             config_files={"HEAT_CONF": "/etc/heat/heat.conf"}, databases=("heat",),
             catalog=CatalogEntry("orchestration", "heat", "Heat Orchestration Service", api="heat-api"),
             # heat.wsgi.* read /etc/heat/heat.conf (oslo.config's default place): no env names another
-            apis=(Api("heat-api", "h-api", "heat.wsgi.api", 8004, path="/v1/$(project_id)s"),
+            apis=(Api("heat-api", "h-api", "heat.wsgi.api", 8004, path="/v1/$(project_id)s", threads=2),
                   Api("heat-api-cfn", "h-api-cfn", "heat.wsgi.cfn", 8000, path="/v1")),
             tempest="heat", tempest_service="h-api"),
     # ---- dashboard, tests, DevStack tooling ----

@@ -263,3 +263,15 @@ def test_glance_removes_the_swift_store_file_once_glance_use_swift_is_off(tmp_pa
     assert removed == [stale]
     on, make_on = phase_context(tmp_path, "enable_service swift\nGLANCE_USE_SWIFT=True\n")
     assert glance.after_config(make_on(glance)) == []
+
+
+def test_heat_api_serves_two_requests_at_once_with_one_worker(tmp_path):
+    """OS::Heat::Stack: heat-engine calls heat-api back while heat-api waits for the engine; one
+    single-threaded uWSGI process (API_WORKERS=1) timed out after 60 s (heat-tempest-plugin's
+    RemoteStackTest)."""
+    settings, make = phase_context(tmp_path, "API_WORKERS=1\nenable_service heat\n")
+    heat = BY_NAME["heat"]
+    ini = heat.uwsgi_config(make(heat), catalogue.api("heat-api")).content.decode()
+    assert "\nprocesses = 1\n" in ini and "\nthreads = 2\n" in ini
+    nova = BY_NAME["nova"]
+    assert "\nthreads = 1\n" in nova.uwsgi_config(make(nova), catalogue.api("nova-api")).content.decode()
