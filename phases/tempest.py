@@ -33,6 +33,7 @@ As in DevStack, ./stack.py installs and configures Tempest but does not run it:
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -166,6 +167,17 @@ def user_data_runs(settings) -> bool:
     return not (uploaded and uploaded[0].get("offline"))
 
 
+def why_guests_cannot_signal(settings) -> str | None:
+    """Why a guest's user-data script could not call Heat back (None: it can): the image runs no
+    script, or Heat's URLs name a loopback address, which in a guest is the guest itself."""
+    if ipaddress.ip_address(str(settings.service_host)).is_loopback:
+        return (f"SERVICE_HOST is {settings.service_host}: heat_metadata_server_url and the signal URLs "
+                "name the host's loopback, which a guest cannot reach")
+    if not user_data_runs(settings):
+        return "the image is minstack's offline test image, which runs no user-data script"
+    return None
+
+
 def orchestration_lists(ctx) -> list:
     """The orchestration exclude list and expected skips, for this neutron and this image."""
     s = ctx.settings
@@ -173,7 +185,7 @@ def orchestration_lists(ctx) -> list:
     extensions = sorted(e.alias for e in conn.network.extensions())
     owned = dict(owner="root", group=s.stack_user, mode=0o644)
     return [ctx.template("tempest/orchestration-exclude-list.txt.j2", orchestration_exclude_list(s), **owned,
-                         network_extensions=extensions, user_data_runs=user_data_runs(s)),
+                         network_extensions=extensions, no_guest_signal=why_guests_cannot_signal(s)),
             ctx.template("tempest/orchestration-expected-skips.txt.j2", orchestration_expected_skips(s), **owned)]
 
 

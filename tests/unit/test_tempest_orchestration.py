@@ -112,8 +112,9 @@ def test_test_config_can_change_heat_plugin(tmp_path):
 
 # ---- the orchestration lists --------------------------------------------------------------------
 def exclusions(tmp_path, extensions=EXTENSIONS, user_data_runs=True, extra=HEAT):
+    no_signal = None if user_data_runs else "the image is minstack's offline test image, which runs no script"
     return listed("orchestration-exclude-list.txt.j2", settings(tmp_path, LOCALRC, extra),
-                  network_extensions=extensions, user_data_runs=user_data_runs)
+                  network_extensions=extensions, no_guest_signal=no_signal)
 
 
 def excluded(entries, test_id) -> bool:
@@ -181,6 +182,14 @@ def test_user_data_runs_unless_the_image_is_minstack_offline_one(tmp_path):
     assert not tempest.user_data_runs(s)
     record.write_text(json.dumps([{"name": "cirros-0.6.3-x86_64-disk", "offline": False}]))
     assert tempest.user_data_runs(s)
+
+
+def test_guests_cannot_signal_a_heat_on_loopback(tmp_path):
+    """CI's SERVICE_HOST is 127.0.0.1: in a guest that is the guest (OSWaitCondition timed out)."""
+    s = settings(tmp_path, LOCALRC, HEAT, f"DATA_DIR={tmp_path}/data\nHOST_IP=127.0.0.1\n")
+    assert "loopback" in tempest.why_guests_cannot_signal(s)
+    s = settings(tmp_path, LOCALRC, HEAT, f"DATA_DIR={tmp_path}/data\nHOST_IP=192.168.1.10\n")
+    assert tempest.why_guests_cannot_signal(s) is None
 
 
 def test_expected_skips_follow_cinder_and_each_has_its_reason(tmp_path):
