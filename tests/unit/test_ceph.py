@@ -27,6 +27,13 @@ def context(tmp_path, text="", sh=None):
 
 
 # ---- ceph ----------------------------------------------------------------------------------------
+def test_ceph_runs_with_cinders_volume_or_backup_service_only(tmp_path):
+    phase = ceph.PHASE
+    assert set(phase.services) == {"c-vol", "c-bak"} and "ceph" in phase.debs
+    assert phase.enabled(load(tmp_path))  # c-vol is in DevStack's defaults
+    assert not phase.enabled(load(tmp_path, "disable_service c-vol\n"))
+    assert not phase.enabled(load(tmp_path, "disable_service cinder\n"))
+    assert phase.enabled(load(tmp_path, "disable_service c-vol\nenable_service c-bak\n"))
 
 
 def test_the_mon_listens_on_loopback_at_the_catalogues_ports():
@@ -61,6 +68,9 @@ def test_client_caps_name_each_pool():
     assert ceph.caps_args({"osd": "b", "mon": "a"}) == ["mon", "a", "osd", "b"]
 
 
+def test_pools_follow_the_services(tmp_path):
+    assert ceph.wanted_pools(load(tmp_path)) == ["volumes"]
+    assert ceph.wanted_pools(load(tmp_path, "enable_service c-bak\n")) == ["volumes", "backups"]
 
 
 def test_mgr_modules_are_the_always_on_ones_only(tmp_path):

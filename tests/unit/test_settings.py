@@ -80,7 +80,9 @@ def test_defaults(tmp_path):
     assert (s.libvirt_type, s.api_workers, s.service_timeout) == ("auto", 1, 120)
     assert (s.fail_phase, s.verify_keep_instance) == (None, True)
     assert s.enabled_services == frozenset(services.default_services())
-    assert {"key", "mysql", "rabbit", "n-cpu", "q-svc"} <= s.enabled_services and "c-vol" not in s.enabled_services
+    # DevStack's defaults: Cinder's three services too (c-bak is not among them), on minstack's Ceph
+    assert {"key", "mysql", "rabbit", "n-cpu", "q-svc", "c-api", "c-sch", "c-vol"} <= s.enabled_services
+    assert "c-bak" not in s.enabled_services
     assert s.config_files["NOVA_CONF"] == Path("/etc/nova/nova.conf")
     assert s.config_files["TEMPEST_CONFIG"] == Path("/opt/stack/tempest/etc/tempest.conf")
     assert s.post_config == () and s.warnings == ()
@@ -145,7 +147,7 @@ def test_empty_value_means_default(tmp_path):
 
 def test_is_enabled_and_secret_values(tmp_path):
     s = load(tmp_path, "ADMIN_PASSWORD=a\nDATABASE_PASSWORD=b\nRABBIT_PASSWORD=c\nSERVICE_PASSWORD=d\n")
-    assert s.is_enabled("c-api", "key") and not s.is_enabled("c-api", "c-vol")
+    assert s.is_enabled("c-bak", "key") and not s.is_enabled("c-bak", "tls-proxy")
     assert s.secret_values() == ["a", "b", "c", "d"]
     assert s.generated_secrets == frozenset()
 
@@ -239,8 +241,8 @@ BAD_SETTINGS = [
     ("enable_service n-cpus", "unknown service 'n-cpus'; did you mean 'n-cpu'?"),
     ("enable_service kye", "unknown service 'kye'; did you mean 'key'?"),
     ("ENABLED_SERVICES+=,rabit", "unknown service 'rabit'; did you mean 'rabbit'?"),
-    ("enable_service c-vol", "service 'c-vol' is not supported by this minstack yet"),
-    ("ENABLED_SERVICES=key,mysql,rabbit,c-sch", "service 'c-sch' is not supported by this minstack yet"),
+    ("enable_service tls-proxy", "service 'tls-proxy' is not supported by this minstack yet"),
+    ("ENABLED_SERVICES=key,mysql,rabbit,tls-proxy", "service 'tls-proxy' is not supported by this minstack yet"),
     ("disable_service mysql", "service 'key' needs 'mysql', which is not enabled (enable_service mysql)"),
     ("ENABLED_SERVICES=key,rabbit", "service 'key' needs 'mysql', which is not enabled"),
 ]
@@ -263,7 +265,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         HOST_IP=10.0.0.300
         FIXED_RANGE=10.0.0.1/22
         API_WORKERS=0
-        enable_service c-api
+        enable_service tls-proxy
         DEST=relative
     """)
     assert [line.split(": ")[0] for line in found] == [f"{tmp_path / 'localrc'}:{n}" for n in (1, 2, 3, 4, 5)]
@@ -385,13 +387,13 @@ def test_devstack_default_services_do_not_explode(tmp_path):
     """A typical DevStack local.conf: everything it names is known; it only
     fails on what this minstack does not support yet."""
     found = problems(tmp_path, """
-        enable_service c-vol
+        enable_service tls-proxy
         disable_service c-api c-sch etcd3 dstat tempest
         disable_service q-ovn-metadata-agent
         enable_service q-ovn-metadata-agent
     """)
     assert found and all("is not supported by this minstack yet" in line for line in found)
-    assert f"{tmp_path / 'localrc'}:1: service 'c-vol' is not supported by this minstack yet" in found
+    assert f"{tmp_path / 'localrc'}:1: service 'tls-proxy' is not supported by this minstack yet" in found
 
 
 def test_resolve_services_unit():
