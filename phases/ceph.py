@@ -187,7 +187,8 @@ def secret_uuid(fsid: str) -> str:
     return str(uuid.uuid5(uuid.UUID(fsid), f"client.{CLIENT}"))
 
 
-def is_ours(conf: Path = CONF) -> bool:
+def is_ours(conf: Path | None = None) -> bool:
+    conf = conf or CONF
     try:
         return conf.read_text().startswith(MARKER)
     except FileNotFoundError:
@@ -202,11 +203,9 @@ def fsid(settings) -> str:
 class Ceph(Phase):
     def daemons(self, ctx):
         s = ctx.settings
-        sh = ctx.sh
 
         def cli_json(*args: str) -> dict:
-            result = sh.run(["ceph", "--connect-timeout", "3", *args, "-f", "json"], check=False, quiet=True)
-            return json.loads(result.stdout) if result.ok and result.stdout.strip() else {}
+            return query(ctx, *args) or {}
 
         def daemon(name: str, binary: str, ident: str, ready, unit_alias: bool = False) -> Daemon:
             return Daemon(name, [binary, "-d", "--cluster", CLUSTER, "-c", str(CONF), "-i", ident], user=USER,
@@ -268,6 +267,19 @@ class Ceph(Phase):
 
 
 # ---- steps ---------------------------------------------------------------------------------------
+def query(ctx, *args: str):
+    """A read-only question to the cluster, its JSON answer; None when nothing answers (no ceph CLI
+    yet, no config, no mon running): a probe must not fail or hang where the cluster is not made yet
+    (``./stack.py plan`` on a fresh host).  The output stays out of the log: it may hold a key."""
+    if shutil.which("ceph") is None or not CONF.exists():
+        return None
+    result = ctx.sh.run(["ceph", "--connect-timeout", "5", *args, "-f", "json"], check=False, quiet=True,
+                        timeout=30)
+    if not result.ok or not result.stdout.strip():
+        return None
+    return json.loads(result.stdout)
+
+
 def refuse_foreign_conf() -> None:
     raise MinstackError(f"{CONF} exists and was not written by minstack (another Ceph cluster?); "
                         "minstack will not replace it: move it away, or disable c-vol and c-bak")
@@ -353,7 +365,7 @@ def create_monitor(ctx, lay: Layout) -> None:
 def create_osd(ctx, lay: Layout) -> None:
     """One OSD the way vstart.sh adds one: ``osd new`` with its key, then ``ceph-osd --mkfs``
     (which creates the sparse block file).  A half-made OSD of an earlier run is removed first."""
-    if ctx.sh.output(["ceph", "osd", "ls", "-f", "json"]).strip() not in ("", "[]"):
+    if query(ctx, "osd", "ls"):
         ctx.sh.run(["ceph", "osd", "purge", str(OSD_ID), "--yes-i-really-mean-it"])
     shutil.rmtree(lay.osd, ignore_errors=True)
     lay.block.unlink(missing_ok=True)
@@ -376,7 +388,7 @@ def create_osd(ctx, lay: Layout) -> None:
 
 
 def missing_pools(ctx, pools: list[str]) -> list[str]:
-    have = json.loads(ctx.sh.output(["ceph", "osd", "pool", "ls", "-f", "json"]) or "[]")
+    have = query(ctx, "osd", "pool", "ls") or []
     return [pool for pool in pools if pool not in have]
 
 
@@ -390,10 +402,10 @@ def create_pools(ctx, missing: list[str]) -> None:
 def client_differs(ctx, pools: list[str]) -> list[str]:
     """What differs for the client key: the entity, its caps, the keyring file, its owner and mode."""
     entity = f"client.{CLIENT}"
-    got = ctx.sh.run(["ceph", "auth", "get", entity, "-f", "json"], check=False, quiet=True)  # holds the key
-    if not got.ok:
+    got = query(ctx, "auth", "get", entity)  # holds the key: quiet
+    if not got:
         return ["missing"]
-    [found] = json.loads(got.stdout)
+    [found] = got
     differs = [] if found.get("caps") == client_caps(pools) else ["caps"]
     path = keyring_path(entity)
     try:
@@ -424,13 +436,8 @@ def _gid(group: str) -> int:
     return grp.getgrnam(group).gr_gid
 
 
-def status(ctx) -> dict:
-    result = ctx.sh.run(["ceph", "--connect-timeout", "3", "status", "-f", "json"], check=False, quiet=True)
-    return json.loads(result.stdout) if result.ok and result.stdout.strip() else {}
-
-
 def cluster_not_ready(ctx) -> list[str]:
-    return not_ready(status(ctx))
+    return not_ready(query(ctx, "status") or {})
 
 
 def wait_healthy(ctx) -> None:

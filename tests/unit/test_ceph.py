@@ -201,3 +201,27 @@ def test_monitor_creation_keeps_keys_off_command_lines(tmp_path, monkeypatch):
     assert [argv[0] for argv in sh.argvs] == ["ceph-authtool"] * 5 + ["monmaptool", "ceph-mon"]
     assert not (lay.root / "mkfs").exists()  # the mon keyring and monmap are gone after mkfs
     assert (tmp_path / "ceph.client.admin.keyring").stat().st_mode & 0o777 == 0o600
+
+
+class NoShell:
+    def run(self, argv, **kwargs):
+        raise AssertionError(f"a probe ran {argv} where no cluster exists")
+
+    output = ok = run
+
+
+class NothingRuns:
+    def is_running(self, daemon):
+        return False
+
+
+def test_a_fresh_hosts_plan_asks_no_cluster_anything(tmp_path, monkeypatch):
+    # ./stack.py plan before anything exists: no ceph CLI call (it would hang without a mon)
+    from minstack.pipeline import look
+    monkeypatch.setattr(ceph, "CONF", tmp_path / "etc" / "ceph.conf")
+    ctx = context(tmp_path, f"DATA_DIR={tmp_path}/data\n", sh=NoShell())
+    ctx.supervisor = NothingRuns()
+    looks = {step.name: look(step, ctx.state, "ceph") for step in ceph.PHASE.steps(ctx)}
+    assert looks.pop("no other cluster").skip == "already so"
+    assert all(seen.skip is None for seen in looks.values()), {n: s.skip for n, s in looks.items() if s.skip}
+    assert looks["pools"].observation == ["volumes"] and looks["client key"].observation == ["missing"]
