@@ -40,6 +40,7 @@ from minstack import catalogue
 from minstack.context import Wanted
 from minstack.errors import MinstackError
 from minstack.phase import Phase, Step
+from minstack.settings import format_size
 from minstack.supervisor import Daemon
 
 CLUSTER = "ceph"
@@ -49,7 +50,6 @@ MARKER = "# Written by minstack (phases/ceph.py)"
 ADMIN = "client.admin"
 USER = "ceph"                      # the Debian packages' system user
 MON_ID, MGR_ID, OSD_ID = "a", "x", 0
-BLOCK_SIZE = 10 * 2 ** 30          # the OSD's sparse file: 10 GiB apparent, grows with the data
 PG_NUM = 8                         # per pool at creation; the always-on autoscaler adjusts it
 
 SHIPPED_MODULES = Path("/usr/share/ceph/mgr")
@@ -235,7 +235,8 @@ class Ceph(Phase):
             Step("fsid", lambda: write_fsid(lay), f"the cluster's id in {lay.fsid_file}",
                  check=lay.fsid_file.exists),
             ctx.files_step("config", f"{CONF}: one mon on {mon_addrs()}, one OSD on {lay.block} "
-                                     f"({BLOCK_SIZE // 2 ** 30} GiB sparse), pools of one replica",
+                                     f"({format_size(s.ceph_loopback_disk_size)} sparse, "
+                                     "CEPH_LOOPBACK_DISK_SIZE), pools of one replica",
                            lambda: [config(ctx, lay)]),
             Step("mgr modules", lambda differ: link_modules(ctx, lay), f"{lay.modules}: the always-on modules only",
                  observe=lambda: link_differences(lay.modules, module_links())),
@@ -308,7 +309,7 @@ def write_fsid(lay: Layout) -> None:
 def config(ctx, lay: Layout):
     return ctx.template("ceph/ceph.conf.j2", CONF, restarts=(MON, MGR, OSD), marker=MARKER,
                         fsid=lay.fsid_file.read_text().strip() if lay.fsid_file.exists() else "(not yet made)",
-                        mon_addrs=mon_addrs(), data=lay.root, block_size=BLOCK_SIZE)
+                        mon_addrs=mon_addrs(), data=lay.root, block_size=ctx.settings.ceph_loopback_disk_size)
 
 
 def link_modules(ctx, lay: Layout) -> None:

@@ -118,7 +118,8 @@ class Cinder(ApiService):
                 ctx.template("cinder/cinder.conf.j2", conf, **self.private(s), restarts=daemons,
                              conf_dir=conf.parent, rootwrap_conf=rootwrap.conf_path("cinder"),
                              state_path=s.data_dir / "cinder", lock_path=s.data_dir / "cinder" / "locks",
-                             volume=s.is_enabled("c-vol"), backup=s.is_enabled("c-bak"), ceph_conf=ceph.CONF,
+                             volume=s.is_enabled("c-vol"), backends=s.cinder_enabled_backends,
+                             backup=s.is_enabled("c-bak"), ceph_conf=ceph.CONF,
                              rbd_user=ceph.CLIENT, volumes_pool=ceph.VOLUMES, backups_pool=ceph.BACKUPS,
                              secret_uuid=secret)]
 

@@ -122,7 +122,7 @@ def test_only_minstacks_own_ceph_conf_counts_as_ours(tmp_path):
 def test_ceph_conf(tmp_path):
     s = load(tmp_path)
     text = templates.render("ceph/ceph.conf.j2", s, marker=ceph.MARKER, fsid="f" * 8, mon_addrs=ceph.mon_addrs(),
-                            data=Path("/opt/stack/data/ceph"), block_size=ceph.BLOCK_SIZE)
+                            data=Path("/opt/stack/data/ceph"), block_size=s.ceph_loopback_disk_size)
     assert text.startswith(ceph.MARKER)
     for line in ("mon_host = [v2:127.0.0.1:3300,v1:127.0.0.1:6789]", "public_addr = 127.0.0.1",
                  "cluster_addr = 127.0.0.1", "osd_pool_default_size = 1", "mon_allow_pool_size_one = true",
@@ -225,3 +225,9 @@ def test_a_fresh_hosts_plan_asks_no_cluster_anything(tmp_path, monkeypatch):
     assert looks.pop("no other cluster").skip == "already so"
     assert all(seen.skip is None for seen in looks.values()), {n: s.skip for n, s in looks.items() if s.skip}
     assert looks["pools"].observation == ["volumes"] and looks["client key"].observation == ["missing"]
+
+
+def test_the_settings_check_the_space_of_the_block_file_the_phase_makes(tmp_path):
+    s = load(tmp_path, f"DATA_DIR={tmp_path}/data\n")
+    assert ceph.layout(s).block == s.data_dir / "ceph" / "osd" / "ceph-0.block"  # minstack/settings.py's
+    assert s.ceph_loopback_disk_size == 10 * 2 ** 30

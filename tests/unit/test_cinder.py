@@ -52,7 +52,8 @@ def render_cinder_conf(tmp_path, text="", **overrides):
     s = load(tmp_path, text)
     values = dict(conf_dir=Path("/etc/cinder"), rootwrap_conf=Path("/etc/cinder/rootwrap.conf"),
                   state_path=s.data_dir / "cinder", lock_path=s.data_dir / "cinder" / "locks",
-                  volume=s.is_enabled("c-vol"), backup=s.is_enabled("c-bak"), ceph_conf=ceph.CONF,
+                  volume=s.is_enabled("c-vol"), backends=s.cinder_enabled_backends,
+                  backup=s.is_enabled("c-bak"), ceph_conf=ceph.CONF,
                   rbd_user=ceph.CLIENT, volumes_pool=ceph.VOLUMES, backups_pool=ceph.BACKUPS,
                   secret_uuid="1234")
     values.update(overrides)
@@ -66,6 +67,15 @@ def test_cinder_conf_uses_the_rbd_backend(tmp_path):
                  "rbd_secret_uuid = 1234"):
         assert f"\n{line}\n" in text, line
     assert "backup_driver" not in text and "fake" not in text.lower()
+
+
+def test_cinder_conf_has_a_section_per_enabled_backend(tmp_path):
+    text = render_cinder_conf(tmp_path, "CINDER_ENABLED_BACKENDS=ceph:rbd-1,ceph:rbd-2\n")
+    assert "\nenabled_backends = rbd-1,rbd-2\n" in text
+    for name in ("rbd-1", "rbd-2"):
+        part = text.split(f"\n[{name}]\n", 1)[1].split("\n[", 1)[0]
+        assert f"\nvolume_backend_name = {name}\n" in part and "\nrbd_pool = volumes\n" in part
+    assert "\n[ceph]\n" not in text
 
 
 def test_cinder_conf_without_volume_service_has_no_backend_but_backup_when_asked(tmp_path):
