@@ -87,15 +87,16 @@ def test_ceph_listens_on_loopback_only():
     assert {addr.port for name, addr in listening if name == ceph.MON} == {3300, 6789}
 
 
-def test_cinder_services_are_up_and_the_volume_service_is_on_rbd(admin_conn):
+def test_cinder_services_are_up_and_the_volume_service_is_on_rbd(admin_conn, settings):
     services = list(admin_conn.block_storage.services())
     assert {(s.binary, s.state, s.status) for s in services} >= {("cinder-scheduler", "up", "enabled"),
                                                                   ("cinder-volume", "up", "enabled")}
-    [volume_service] = [s for s in services if s.binary == "cinder-volume"]
-    assert volume_service.host == f"{socket.gethostname()}@ceph"
+    backends = settings.cinder_enabled_backends  # ceph:<name>: one cinder-volume host and pool each
+    assert sorted(s.host for s in services if s.binary == "cinder-volume") == \
+        sorted(f"{socket.gethostname()}@{name}" for name in backends)
     pools = list(admin_conn.block_storage.backend_pools())
-    assert [(p.capabilities["storage_protocol"], p.capabilities["volume_backend_name"]) for p in pools] == \
-        [("ceph", "ceph")]
+    assert sorted((p.capabilities["storage_protocol"], p.capabilities["volume_backend_name"]) for p in pools) == \
+        sorted(("ceph", name) for name in backends)
 
 
 def test_block_storage_and_volumev3_endpoints(admin_conn, settings):
@@ -114,7 +115,7 @@ def test_nova_has_the_secret_cinder_names_and_libvirt_holds_the_key(settings):
     cpu, cinder = ini(settings.config_files["NOVA_CPU_CONF"]), ini(settings.config_files["CINDER_CONF"])
     secret = cpu["libvirt"]["rbd_secret_uuid"]
     assert cpu["libvirt"]["rbd_user"] == ceph.CLIENT
-    assert secret == cinder["ceph"]["rbd_secret_uuid"] == nova.rbd_secret_uuid(settings)
+    assert secret == cinder[settings.cinder_enabled_backends[0]]["rbd_secret_uuid"] == nova.rbd_secret_uuid(settings)
     assert cpu["cinder"]["catalog_info"] == "volumev3::publicURL"
     stored = subprocess.run(["virsh", "-c", "qemu:///system", "secret-get-value", secret], capture_output=True,
                             text=True, timeout=60)
