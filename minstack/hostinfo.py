@@ -56,9 +56,13 @@ class HostFacts:
     allocated: Callable[[Path], int] = lambda path: 0
 
     @classmethod
-    def probe(cls) -> "HostFacts":
-        """Read the running host's routes and addresses (changes nothing)."""
+    def probe(cls, disk: bool = False) -> "HostFacts":
+        """Read the running host's routes and addresses (changes nothing); with disk, its free space
+        too (./stack.py checks what it is about to fill; ./unstack.py --clean must work on a full disk)."""
         facts = cls.from_ip_json(_ip_json("route"), _ip_json("addr"), socket.gethostname())
+        if not disk:
+            return cls(facts.default_dev, facts.default_ip, facts.routes, facts.addresses, facts.hostname,
+                       remote_dependencies())
         return cls(facts.default_dev, facts.default_ip, facts.routes, facts.addresses, facts.hostname,
                    remote_dependencies(), free_space, allocated)
 

@@ -701,6 +701,20 @@ def test_free_space_is_read_where_data_dir_will_be(tmp_path):
     assert allocated(sparse) < GIB
 
 
+def test_the_disk_is_probed_only_when_asked(monkeypatch):
+    # ./stack.py and plan ask (they are about to fill it); ./unstack.py --clean must work on a full disk
+    from minstack import cli, hostinfo
+    monkeypatch.setattr(hostinfo, "_ip_json", lambda what: "[]")
+    monkeypatch.setattr(hostinfo, "remote_dependencies", lambda: ())
+    assert hostinfo.HostFacts.probe().free_space(Path("/")) is None
+    assert hostinfo.HostFacts.probe(disk=True).free_space(Path("/")) > 0
+    asked = []
+    monkeypatch.setattr(cli, "load_or_report", lambda *a, **kw: asked.append(kw.get("check_disk")))
+    for command in (["plan"], ["status"], ["verify"]):
+        cli.stack_main(command)
+    assert asked == [True, False, False]
+
+
 # ---- localrc.example and the KEYS table can't drift ----------------------------------------
 def example_lines():
     text = (REPO / "localrc.example").read_text()
