@@ -62,6 +62,13 @@ def volume_private(settings) -> dict[str, set[int]]:
     return private
 
 
+def private_trees(settings) -> list[Path]:
+    """Directories whose files may hold secrets whatever their own mode, because the directory keeps
+    every other user out: the Ceph monitor's store is the cluster's key database (ceph-mon --mkfs
+    also keeps the keyring it was made with there, as text), its RocksDB files 0644 in a 0750 tree."""
+    return [settings.data_dir / "ceph" / "mon"] if settings.is_enabled("c-vol", "c-bak") else []
+
+
 def ceph_keys(settings) -> dict[str, str]:
     """Every cephx key of the cluster, by entity, from the keyrings minstack and Ceph wrote."""
     keyrings = list(Path("/etc/ceph").glob("*.keyring"))
@@ -171,9 +178,16 @@ def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stac
             holding[str(path)] = leaks
     assert set(private) <= set(holding), f"a file that should hold a secret does not: {set(private) - set(holding)}"
     wrong = []
+    trees = private_trees(settings)
     for path in holding:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         allowed = private.get(path)
+        tree = next((root for root in trees if Path(path).is_relative_to(root)), None)
+        if tree is not None:  # a database of keys by design: its directory keeps everyone else out
+            tree_mode = stat.S_IMODE(os.stat(tree).st_mode)
+            if tree_mode & 0o007:
+                wrong.append(f"{path} is in {tree} ({oct(tree_mode)}), which every user may enter: {holding[path]}")
+            continue
         in_state = Path(path).is_relative_to(settings.state_dir) or Path(path).parent == Path(
             settings.config_files["TEMPEST_CONFIG"]).parent or Path(path).is_relative_to(settings.data_dir / "ssh")
         if mode & 0o007:
