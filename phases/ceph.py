@@ -50,7 +50,7 @@ MARKER = "# Written by minstack (phases/ceph.py)"
 ADMIN = "client.admin"
 USER = "ceph"                      # the Debian packages' system user
 MON_ID, MGR_ID, OSD_ID = "a", "x", 0
-PG_NUM = 8                         # per pool at creation; the always-on autoscaler adjusts it
+PG_NUM = 8                         # per pool at creation (the autoscaler is off: ceph.conf.j2)
 
 SHIPPED_MODULES = Path("/usr/share/ceph/mgr")
 # Pacific's always-on mgr modules: they cannot be disabled, and one missing is HEALTH_ERR
@@ -176,7 +176,8 @@ def not_ready(status: dict) -> list[str]:
     if not status.get("mgrmap", {}).get("available"):
         reasons.append("no mgr available")
     states = {s["state_name"]: s["count"] for s in status.get("pgmap", {}).get("pgs_by_state", [])}
-    unclean = {name: count for name, count in states.items() if name != "active+clean"}
+    # active+clean+scrubbing (and +snaptrim) serve I/O: a scrub on a stacked host is no reason to act
+    unclean = {name: count for name, count in states.items() if not name.startswith("active+clean")}
     if unclean:
         reasons.append("PGs " + ", ".join(f"{count} {name}" for name, count in sorted(unclean.items())))
     return reasons

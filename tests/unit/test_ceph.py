@@ -102,6 +102,9 @@ def test_health_ok_alone_is_not_ready():
     warn = dict(HEALTHY, health={"status": "HEALTH_WARN", "checks": {"MON_DISK_LOW": {}}})
     assert ceph.not_ready(warn) == ["health HEALTH_WARN: MON_DISK_LOW"]
     assert "no mgr available" in ceph.not_ready({})
+    scrubbing = json.loads(json.dumps(HEALTHY))
+    scrubbing["pgmap"]["pgs_by_state"].append({"state_name": "active+clean+scrubbing+deep", "count": 1})
+    assert ceph.not_ready(scrubbing) == []  # serving I/O: a re-run has nothing to wait for
 
 
 def test_the_libvirt_secret_uuid_is_stable_per_cluster():
