@@ -139,7 +139,8 @@ class ApiService(Phase):
         s = ctx.settings
         return ctx.template("uwsgi.ini.j2", self.uwsgi_ini(api), **self.private(s), restarts=(api.daemon,),
                             name=api.daemon, module=api.module, bind=f"{s.service_host}:{api.port}", venv=s.venv,
-                            processes=s.api_workers, threads=api.threads, env=self.config_files_env(s, api),
+                            processes=s.api_workers, threads=api.threads,
+                            chunked_input_limit=api.chunked_input_limit, env=self.config_files_env(s, api),
                             pyargv=self.uwsgi_pyargv(s, api))
 
     def uwsgi_pyargv(self, settings, api: catalogue.Api) -> str:

@@ -43,6 +43,10 @@ class Api:
     # requests one uWSGI process serves at once: heat-api needs 2, as its engine calls heat-api back
     # while the first request waits (OS::Heat::Stack validates through it), with API_WORKERS=1 a deadlock
     threads: int = 1
+    # the largest chunk of a chunked upload it takes (uWSGI's chunked-input-limit), 0: uWSGI's 1 MiB.
+    # glance-api: Nova's snapshots and Cinder's volume uploads send larger chunks, and failed
+    # ("unable to receive chunked part") with uWSGI's default
+    chunked_input_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ PROJECTS: tuple[Project, ...] = (
     declare(name="glance", phase="glance", distribution="glance", services={"g-api": "Glance image API"}, meta=("glance",),
        config_files={"GLANCE_API_CONF": "/etc/glance/glance-api.conf"}, databases=("glance",),
        catalog=CatalogEntry("image", "glance", "Glance Image Service", api="glance-api"),
-       apis=(Api("glance-api", "g-api", "glance.wsgi.api", 9292, config_env="OS_GLANCE_CONFIG_DIR"),),
+       apis=(Api("glance-api", "g-api", "glance.wsgi.api", 9292, config_env="OS_GLANCE_CONFIG_DIR",
+                 chunked_input_limit=64 * 2**20),),
        tempest="glance", tempest_service="g-api", in_default=("g-api",)),
     declare(name="placement", phase="placement", distribution="openstack_placement",
        services={"placement-api": "Placement API",

@@ -147,3 +147,19 @@ def test_stack_py_verify_checks_again(minstack_cli):
     proc = minstack_cli.stack("verify")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "instance reachable: ping ok, ssh ok" in " ".join(proc.stdout.split())
+
+
+def test_a_snapshot_of_the_instance_becomes_an_active_image(settings, demo, server, fip):
+    """The workshop's "Create Snapshot": Nova uploads the disk to Glance in chunks larger than
+    uWSGI's default 1 MiB chunked-input limit, and every snapshot failed until glance-api took
+    larger ones (the image was deleted again: "unable to receive chunked part")."""
+    name = f"minstack-test-snapshot-{int(time.time())}"
+    image_id = demo.compute.create_server_image(server, name).id
+    try:
+        image = demo.image.wait_for_status(demo.image.get_image(image_id), status="active",
+                                           failures=["killed", "deleted"], interval=2, wait=300)
+        assert image.size and image.size > 2**20, image.size
+        assert demo.compute.get_server(server.id).status == "ACTIVE"
+        assert ssh(settings, fip, "true").returncode == 0  # the instance runs on after its snapshot
+    finally:
+        demo.image.delete_image(image_id, ignore_missing=True)

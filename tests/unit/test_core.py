@@ -140,9 +140,15 @@ def test_openrc_quotes_password_for_the_shell(tmp_path):
 
 def test_uwsgi_template():
     text = templates.render("uwsgi.ini.j2", fake_settings(), name="keystone", module="keystone.wsgi.api",
-                            bind="127.0.0.1:5000", venv="/v", processes=2, threads=1, env={"A": "b"}, pyargv="")
+                            bind="127.0.0.1:5000", venv="/v", processes=2, threads=1, chunked_input_limit=0,
+                            env={"A": "b"}, pyargv="")
     assert "module = keystone.wsgi.api\nhttp-socket = 127.0.0.1:5000\n" in text
     assert "processes = 2\n" in text and "env = A=b\n" in text and "pyargv" not in text
+    assert "chunked-input-limit" not in text
+    glance = templates.render("uwsgi.ini.j2", fake_settings(), name="glance-api", module="glance.wsgi.api",
+                              bind="127.0.0.1:9292", venv="/v", processes=1, threads=1, chunked_input_limit=2**26,
+                              env={}, pyargv="")
+    assert "chunked-input-limit = 67108864\n" in glance and "socket-timeout = 30\n" in glance
 
 
 def test_process_supervisor_start_status_stop(tmp_path):
