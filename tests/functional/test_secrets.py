@@ -46,7 +46,7 @@ def volume_private(settings) -> dict[str, set[int]]:
     secret holding client.cinder's key (libvirtd keeps it as <uuid>.base64, root 0600)."""
     private = {}
     if settings.is_enabled("c-api", "c-sch", "c-vol", "c-bak"):
-        private[settings.config_files["CINDER_CONF"]] = {0o640}
+        private[str(settings.config_files["CINDER_CONF"])] = {0o640}  # the keys below are str too
     if settings.is_enabled("c-vol", "c-bak"):
         ceph = settings.data_dir / "ceph"
         private.update({"/etc/ceph/ceph.client.admin.keyring": {0o600},
