@@ -140,7 +140,12 @@ class ApiService(Phase):
         return ctx.template("uwsgi.ini.j2", self.uwsgi_ini(api), **self.private(s), restarts=(api.daemon,),
                             name=api.daemon, module=api.module, bind=f"{s.service_host}:{api.port}", venv=s.venv,
                             processes=s.api_workers, threads=api.threads,
-                            chunked_input_limit=api.chunked_input_limit, env=self.config_files_env(s, api), pyargv="")
+                            chunked_input_limit=api.chunked_input_limit, env=self.config_files_env(s, api),
+                            pyargv=self.uwsgi_pyargv(s, api))
+
+    def uwsgi_pyargv(self, settings, api: catalogue.Api) -> str:
+        """The argv uWSGI hands the WSGI module (cinder.wsgi.api parses --config-file from it)."""
+        return ""
 
     # ---- the Keystone account ---------------------------------------------------------------------
     def account_steps(self, ctx) -> list[Step]:

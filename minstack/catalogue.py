@@ -170,11 +170,17 @@ PROJECTS: tuple[Project, ...] = (
                  "q-l3": "Neutron L3 agent (ML2/OVS)", "q-meta": "Neutron metadata agent (ML2/OVS)",
                  "q-metering": "Neutron metering agent"},
        planned=False, unsupported="minstack uses OVN, not the ML2/OVS agents"),
-    # ---- block storage ----
-    declare(name="cinder", distribution="cinder",
+    # ---- block storage: Cinder on RBD, from a one-node Ceph (phases/ceph.py, phases/cinder.py) ----
+    # Ceph has no DevStack service name here: it runs whenever c-vol or c-bak does (as memcached
+    # runs with Keystone).  Its mon listens on loopback only, both messengers (v2, v1).
+    declare(name="ceph", phase="ceph", services={}, ports={"ceph-mon": 3300, "ceph-mon-v1": 6789}),
+    declare(name="cinder", phase="cinder", distribution="cinder",
        services={"c-api": "Cinder volume API", "c-sch": "Cinder scheduler",
                  "c-vol": "Cinder volume service", "c-bak": "Cinder backup service"},
        meta=("cinder",), config_files={"CINDER_CONF": "/etc/cinder/cinder.conf"}, databases=("cinder",),
+       catalog=CatalogEntry("block-storage", "cinder", "Cinder Volume Service", api="cinder-api"),
+       # cinder.wsgi.api reads no OS_*_CONFIG_DIR: uWSGI hands it --config-file (phases/cinder.py)
+       apis=(Api("cinder-api", "c-api", "cinder.wsgi.api", 8776, path="/v3"),),
        rootwrap=("c-vol",), tempest="cinder", tempest_service="c-api",
        in_default=("c-sch", "c-api", "c-vol")),
     # ---- object storage, orchestration ----

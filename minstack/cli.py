@@ -42,11 +42,12 @@ def secrets_path(settings: Settings) -> Path:
     return settings.state_dir / "passwords"
 
 
-def load_config(arg: str | None, fetch_plugins: bool = False, console=None) -> Settings:
+def load_config(arg: str | None, fetch_plugins: bool = False, console=None, check_disk: bool = False) -> Settings:
     """The settings; with fetch_plugins (./stack.py), enable_plugin URLs are cloned first (and
-    fetched again with RECLONE=True), then the settings load again with them."""
+    fetched again with RECLONE=True), then the settings load again with them.  check_disk: sizes
+    of what the stack will fill are checked against the free space (stack and plan only)."""
     path = config_path(arg)
-    host = HostFacts.probe()
+    host = HostFacts.probe(disk=check_disk)
     first = load_settings(path, host)
     settings = load_settings(path, host, secrets_file=secrets_path(first))
     if fetch_plugins and (settings.unfetched_plugins or (settings.reclone and settings.plugins)):
@@ -173,10 +174,11 @@ def print_plan(console, phases: list[Phase], settings: Settings, state: State) -
                      "run every time)" if checks else ""))
 
 
-def load_or_report(console, config: str | None, warn: bool = True, fetch_plugins: bool = False) -> Settings | None:
+def load_or_report(console, config: str | None, warn: bool = True, fetch_plugins: bool = False,
+                   check_disk: bool = False) -> Settings | None:
     """The validated settings, or None after printing every problem (nothing was changed)."""
     try:
-        settings = load_config(config, fetch_plugins=fetch_plugins, console=console)
+        settings = load_config(config, fetch_plugins=fetch_plugins, console=console, check_disk=check_disk)
     except ConfigError as error:
         print_config_error(console, error)
         return None
@@ -199,7 +201,7 @@ def stack_main(argv: list[str]) -> int:
     console = make_console()
     stacking = args.command == "stack" and not args.dry_run
     settings = load_or_report(console, args.config, warn=not args.json,  # --json: stdout is data only
-                              fetch_plugins=stacking)
+                              fetch_plugins=stacking, check_disk=args.command in ("stack", "plan"))
     if settings is None:
         return 2
     try:

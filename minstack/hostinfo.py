@@ -1,12 +1,13 @@
-"""Facts about the host's IPv4 networking, for defaults and overlap checks.
+"""Facts about the host's IPv4 networking, for defaults and overlap checks, and its disk space.
 
-HostFacts.probe() only reads (``ip -j -4 route show`` / ``ip -j -4 addr show``);
+HostFacts.probe() only reads (``ip -j -4 route show`` / ``ip -j -4 addr show``, statvfs);
 HostFacts.from_ip_json() builds the same facts from that JSON text, which is
-how the unit tests feed a fake host.
+how the unit tests feed a fake host (whose disk space is unknown unless a test says it).
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from minstack.catalogue import EXTERNAL_BRIDGE, INTEGRATION_BRIDGE
@@ -48,13 +50,21 @@ class HostFacts:
     # through the default route: a range over one of them cuts the host off (measured: a test
     # network on the registries' 203.0.113.0/24 cut this kind of host off for 11 minutes).
     depends_on: tuple[tuple[IPv4Address, str], ...] = ()
+    # Disk space: bytes free on the filesystem that holds (or will hold) a path, and bytes a file
+    # already has allocated (a sparse file: what it really uses).  None: unknown, nothing is checked.
+    free_space: Callable[[Path], int | None] = lambda path: None
+    allocated: Callable[[Path], int] = lambda path: 0
 
     @classmethod
-    def probe(cls) -> "HostFacts":
-        """Read the running host's routes and addresses (changes nothing)."""
+    def probe(cls, disk: bool = False) -> "HostFacts":
+        """Read the running host's routes and addresses (changes nothing); with disk, its free space
+        too (./stack.py checks what it is about to fill; ./unstack.py --clean must work on a full disk)."""
         facts = cls.from_ip_json(_ip_json("route"), _ip_json("addr"), socket.gethostname())
+        if not disk:
+            return cls(facts.default_dev, facts.default_ip, facts.routes, facts.addresses, facts.hostname,
+                       remote_dependencies())
         return cls(facts.default_dev, facts.default_ip, facts.routes, facts.addresses, facts.hostname,
-                   remote_dependencies())
+                   remote_dependencies(), free_space, allocated)
 
     @classmethod
     def from_ip_json(cls, route_json: str, addr_json: str, hostname: str = "localhost") -> "HostFacts":
@@ -87,6 +97,28 @@ class HostFacts:
 
     def local_ips(self) -> set[str]:
         return {str(interface.ip) for interface, _ in self.addresses}
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes an unprivileged user may still write on the filesystem of path, or of its nearest
+    existing parent when path is not made yet (statvfs: changes nothing)."""
+    for candidate in (path, *path.parents):
+        try:
+            st = os.statvfs(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+    return None
+
+
+def allocated(path: Path) -> int:
+    """Bytes path has allocated on disk (0 when it does not exist)."""
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0
 
 
 def parse_routes(text: str) -> tuple[Route, ...]:

@@ -121,6 +121,14 @@ KEYS: dict[str, KeySpec] = {spec.name: spec for spec in (
             minimum=1, maximum=64),
     KeySpec("SERVICE_TIMEOUT", "performance", "int", "120", "seconds to wait for a service to come up",
             minimum=1, maximum=3600),
+    # volumes: Cinder on minstack's one-node Ceph (phases/ceph.py, phases/cinder.py)
+    KeySpec("CINDER_ENABLED_BACKENDS", "volumes", "backends", "ceph:ceph",
+            "Cinder's volume backends, DevStack's TYPE:NAME list; minstack's type is ceph (RBD on its "
+            "one-node Ceph), e.g. ceph:ceph or ceph:ceph-1,ceph:ceph-2; a bare ceph means ceph:ceph"),
+    KeySpec("CEPH_LOOPBACK_DISK_SIZE", "volumes", "size", "10G",
+            "size of the Ceph OSD's sparse block file in $DATA_DIR/ceph (K, M, G, T: powers of 1024); "
+            "it grows up to this as volumes are written, so it must fit in DATA_DIR's free space; read "
+            "when the OSD is made (a change needs ./unstack.py --clean)", minimum=2 * 2 ** 30),
     # debug
     KeySpec("MINSTACK_DEBUG_FAIL_PHASE", "debug", "phase", None,
             "make the named phase fail on purpose (to test resuming); empty: off; "
@@ -352,6 +360,67 @@ def _to_libs(text: str, spec: KeySpec) -> tuple[str, ...]:
     return names
 
 
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+def _to_size(text: str, spec: KeySpec) -> int:
+    """A size in bytes: 10G, 10240M, 10GiB (powers of 1024, as truncate and DevStack read them)."""
+    found = _SIZE.fullmatch(text.strip())
+    if not found:
+        raise ValueError("is not a size such as 10G (K, M, G, T: powers of 1024)")
+    size = int(found[1]) * _SIZE_UNITS[found[2].upper()]
+    if spec.minimum is not None and size < spec.minimum:
+        raise ValueError(f"is too small: at least {format_size(spec.minimum)}")
+    return size
+
+
+def format_size(size: int) -> str:
+    """Bytes as localrc would write them: the largest unit that divides them (10737418240 -> 10G)."""
+    for unit in ("T", "G", "M", "K"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return str(size)
+
+
+# Cinder backends DevStack knows (lib/cinder_backends) that minstack does not run, and why.
+_OTHER_BACKENDS = {
+    "lvm": "needs device-mapper and an iSCSI target in the kernel",
+    "nfs": "needs the kernel's NFS client and an NFS server",
+    "glusterfs": "needs a GlusterFS cluster and FUSE",
+    "fake_gate": "is a fake",
+    "ceph_iscsi": "needs the kernel's iSCSI initiator",
+    "vmdk": "needs VMware vCenter",
+}
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _to_backends(text: str, spec: KeySpec) -> tuple[str, ...]:
+    """DevStack's TYPE:NAME list -> the backends' names (each a cinder.conf section and
+    volume_backend_name).  Only ceph: RBD on minstack's one-node Ceph needs no kernel part."""
+    names: list[str] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        kind, _, name = entry.partition(":")
+        name = name or kind  # DevStack: a bare TYPE is TYPE:TYPE
+        if kind != "ceph":
+            why = _OTHER_BACKENDS.get(kind)
+            raise ValueError(f"has an entry '{entry}': "
+                             + (f"{kind} {why}, which minstack does not provide" if why
+                                else f"'{kind}' is not a backend type minstack knows")
+                             + "; minstack supports ceph:<name> (RBD on its one-node Ceph), "
+                               "e.g. CINDER_ENABLED_BACKENDS=ceph:ceph")
+        if not _BACKEND_NAME.fullmatch(name):
+            raise ValueError(f"has an entry '{entry}' whose name is not a word of letters, digits, ., _ or -")
+        if name in names:
+            raise ValueError(f"names the backend {name} twice")
+        names.append(name)
+    if not names:
+        raise ValueError("lists no backend; e.g. CINDER_ENABLED_BACKENDS=ceph:ceph")
+    return tuple(names)
+
+
 def _to_phase(text: str, spec: KeySpec) -> str:
     if not _PHASE_NAME.fullmatch(text):
         raise ValueError("is not a phase name (or PHASE/STEP)")
@@ -363,7 +432,7 @@ CONVERTERS: dict[str, Callable[[str, KeySpec], object]] = {
     "password": _to_password, "release": _to_release, "choice": _to_choice,
     "install_method": _to_install_method, "bool": _to_bool, "int": _to_int, "urls": _to_urls,
     "url": _to_url, "phase": _to_phase, "repo": _to_repo, "ref": _to_ref, "checkout_dir": _to_file,
-    "libs": _to_libs,
+    "libs": _to_libs, "size": _to_size, "backends": _to_backends,
 }
 
 
@@ -490,6 +559,7 @@ class _Loader:
         resolved = self._plugins()
         enabled = self._services()
         self._check_glance_store(enabled)
+        self._check_volume_space(enabled)
         post_config = self._post_config()
         checkouts = self._checkouts()
         self.errors.sort(key=self._reading_order)
@@ -674,6 +744,26 @@ class _Loader:
             self.warnings.append(Problem(file, line, f"{self._subject('BASE_SERVICES_HOST')}: MariaDB, RabbitMQ, "
                                                      "epmd and memcached (which has no authentication) are "
                                                      "reachable from other hosts"))
+
+    def _check_volume_space(self, enabled: frozenset[str]) -> None:
+        """The OSD's sparse block file grows up to CEPH_LOOPBACK_DISK_SIZE as volumes are written:
+        it must fit in what DATA_DIR's filesystem has free (plus what an existing file already holds)."""
+        size, data_dir = self.value.get("CEPH_LOOPBACK_DISK_SIZE"), self.value.get("DATA_DIR")
+        if size is None or data_dir is None or not ({"c-vol", "c-bak"} & enabled):
+            return
+        free = self.host.free_space(data_dir)
+        if free is None:
+            return
+        # phases/ceph.py's Layout.block (a unit test keeps the two in step)
+        room = free + self.host.allocated(data_dir / "ceph" / "osd" / "ceph-0.block")
+        if size > room:
+            fits = format_size(room // 2 ** 30 * 2 ** 30) if room >= KEYS["CEPH_LOOPBACK_DISK_SIZE"].minimum else ""
+            self._error("CEPH_LOOPBACK_DISK_SIZE",
+                        f"{self._subject('CEPH_LOOPBACK_DISK_SIZE')} does not fit: the filesystem holding "
+                        f"DATA_DIR ({data_dir}) has {room / 2 ** 30:.1f} GiB free, and the Ceph OSD's sparse file "
+                        "grows up to that size as volumes are written; "
+                        + (f"set CEPH_LOOPBACK_DISK_SIZE={fits} or less, " if fits else "")
+                        + "free some space, move DATA_DIR, or disable c-vol and c-bak")
 
     def _check_config_files(self) -> None:
         """A *_CONF may point anywhere, but some WSGI modules read only their own file name."""

@@ -316,6 +316,18 @@ BASE_UNITS = ("minstack-mysql.service", "minstack-epmd.service", "minstack-rabbi
               "minstack-memcached.service", "minstack-ovsdb-server.service", "minstack-ovs-vswitchd.service",
               "minstack-ovn-nb-ovsdb.service", "minstack-ovn-sb-ovsdb.service", "minstack-ovn-northd.service",
               "minstack-ovn-controller.service", "libvirtd.service")
+# Ceph (phases/ceph.py, with c-vol or c-bak): after the base units, and before every OpenStack unit,
+# so that cinder-volume's RBD driver finds its cluster at boot and nova-compute powers guests on with
+# their RBD disks reachable; a shutdown stops Ceph after them.  Its daemons' DevStack service: "ceph".
+STORAGE_SERVICE = "ceph"
+STORAGE_UNITS = ("minstack-ceph-mon.service", "minstack-ceph-mgr.service", "minstack-ceph-osd.service")
+
+
+def units_after(d: Daemon) -> tuple[str, ...]:
+    """The units d's unit starts after (and stops before)."""
+    if d.distro_units:
+        return ()
+    return BASE_UNITS if d.service == STORAGE_SERVICE else BASE_UNITS + STORAGE_UNITS
 
 
 class SystemdSupervisor(Supervisor):
@@ -349,7 +361,7 @@ class SystemdSupervisor(Supervisor):
         from minstack import templates
         return templates.environment().get_template("systemd.service.j2").render(
             d=d, signal_name=signal.Signals(d.stop_signal).name,
-            after=() if d.distro_units else BASE_UNITS, alias=self.unit_alias(d))
+            after=units_after(d), alias=self.unit_alias(d))
 
     def process(self, d: Daemon) -> psutil.Process | None:
         out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", self.unit_name(d)],

@@ -12,14 +12,24 @@ Cells v2 as DevStack sets it up on one host: nova_api (the API database),
 nova_cell0 (where instances that could not be scheduled go) and nova_cell1
 (the one real cell, [database] in nova.conf).  The libvirt domain type comes
 from the libvirt phase's probe (minstack/virt.py): qemu here, where KVM is broken.
+
+Volumes (c-vol on minstack's one-node Ceph): nova-compute attaches them as libvirt network
+disks, which QEMU opens through librbd as client.cinder; nothing is mapped on the host.
+QEMU gets that client's key from a libvirt secret (usage type ceph) whose UUID minstack
+derives from the cluster's fsid and writes as ``[libvirt] rbd_secret_uuid`` (cinder.conf
+carries the same value).  The key goes into libvirt from a file, never on a command line.
 """
 from __future__ import annotations
 
 import datetime
 import grp
+import os
 import pwd
+import shutil
 import socket
+import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from minstack import catalogue, identity, mysql, rootwrap, templates, virt
@@ -31,6 +41,8 @@ from minstack.errors import MinstackError
 from minstack.phase import Step
 from minstack.probes import http_ok, reported_since_start
 from minstack.supervisor import Daemon
+
+from . import ceph  # the cluster's fsid and client key (for volumes on RBD)
 
 # NOVA_CONF (/etc/nova/nova.conf) and NOVA_CPU_CONF (nova-compute's own: nova.conf without the
 # database sections) are where the catalogue and the user's localrc say.
@@ -54,6 +66,12 @@ FLAVORS = {
 }
 FLAVOR_EXTRA_SPECS = {"hw_rng:allowed": "True"}
 
+# libvirt: where libvirtd keeps persistent secrets (<uuid>.xml, <uuid>.base64; root 0700)
+VIRSH = "/usr/bin/virsh"
+LIBVIRT_URI = "qemu:///system"
+SECRETS_DIR = Path("/etc/libvirt/secrets")
+SECRET_MARKER = "minstack:"           # how --clean knows minstack's secrets (their <description>)
+
 # The nova services with their own process (not uWSGI): DevStack service -> daemon name
 SERVICE_DAEMONS = {"n-cond": "nova-conductor", "n-sch": "nova-scheduler", "n-cpu": "nova-compute",
                    "n-novnc": "nova-novncproxy"}
@@ -68,6 +86,45 @@ def host_name() -> str:
     return socket.gethostname()
 
 
+
+
+def attaches_rbd(settings) -> bool:
+    """nova-compute runs here and Cinder's volumes are RBD images on minstack's Ceph."""
+    return settings.is_enabled("n-cpu") and settings.is_enabled("c-vol")
+
+
+def rbd_secret_uuid(settings) -> str | None:
+    """[libvirt] rbd_secret_uuid: the cluster's (None before the ceph phase made it)."""
+    fsid_file = ceph.layout(settings).fsid_file
+    return ceph.secret_uuid(fsid_file.read_text().strip()) if fsid_file.exists() else None
+
+
+def secret_xml(secret_uuid: str, fsid: str) -> str:
+    """The libvirt secret QEMU reads client.cinder's key from.  Not private: nova-compute (and
+    `virsh secret-get-value`, which is how minstack compares it) may read it back; whoever may
+    talk to libvirtd can read the keyring too (root:<stack user> 0640).  The usage name carries
+    the fsid: a secret of an earlier cluster never blocks the new one's (libvirt allows one
+    secret per usage name)."""
+    return (f"<secret ephemeral='no' private='no'>\n"
+            f"  <uuid>{secret_uuid}</uuid>\n"
+            f"  <description>{SECRET_MARKER} client.{ceph.CLIENT} of Ceph cluster {fsid}</description>\n"
+            f"  <usage type='ceph'>\n"
+            f"    <name>client.{ceph.CLIENT} secret {fsid}</name>\n"
+            f"  </usage>\n"
+            f"</secret>\n")
+
+
+def secret_fields(xml: str) -> dict[str, str | None]:
+    """What counts in a secret's XML (as `virsh secret-dumpxml` prints it, or as written)."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return {}
+    usage = root.find("usage")
+    return {"ephemeral": root.get("ephemeral"), "private": root.get("private"),
+            "uuid": root.findtext("uuid"), "description": root.findtext("description"),
+            "usage": usage.get("type") if usage is not None else None,
+            "name": usage.findtext("name") if usage is not None else None}
 
 
 def cpu_mode(virt_type: str) -> str:
@@ -173,7 +230,9 @@ class Nova(ApiService):
         values = dict(conf_dir=self.etc, rootwrap_conf=rootwrap.conf_path("nova"), state_path=data,
                       lock_path=data / "locks", virt_type=kind, cpu_mode=cpu_mode(kind), cpu_models=[],
                       novnc_web=NOVNC_WEB, metadata_secret=metadata_secret(s),
-                      ovsdb_connection=catalogue.OVSDB_CONNECTION)
+                      ovsdb_connection=catalogue.OVSDB_CONNECTION,
+                      rbd_user=ceph.CLIENT if s.is_enabled("c-vol") else None,
+                      rbd_secret_uuid=(rbd_secret_uuid(s) or "(after ceph)") if s.is_enabled("c-vol") else None)
         files = [ctx.directory(self.etc, owner="root", group=s.stack_user, mode=0o750),
                  ctx.copy(self.shipped(s, PASTE), self.etc / PASTE, **self.private(s),
                           restarts=tuple(daemons & {"nova-api", "nova-metadata"})),
@@ -185,8 +244,15 @@ class Nova(ApiService):
         return files
 
     def after_config(self, ctx):
-        compute = ("nova-compute",) if ctx.settings.is_enabled("n-cpu") else ()
-        return [rootwrap.step(ctx, "nova", compute, "nova-compute's privileged commands")]
+        s = ctx.settings
+        compute = ("nova-compute",) if s.is_enabled("n-cpu") else ()
+        steps = [rootwrap.step(ctx, "nova", compute, "nova-compute's privileged commands")]
+        if attaches_rbd(s):
+            steps.append(Step("libvirt secret", lambda differs: ensure_secret(ctx, differs),
+                              f"libvirt secret {rbd_secret_uuid(s) or '(derived from the Ceph fsid)'} (usage ceph) "
+                              f"holding client.{ceph.CLIENT}'s key, for QEMU to open RBD volumes",
+                              observe=lambda: secret_differs(ctx)))
+        return steps
 
     def db_steps(self, ctx):
         s = ctx.settings
@@ -250,6 +316,7 @@ class Nova(ApiService):
     def clean(self, ctx):
         destroy_instances(ctx)
         remove_vif_taps(ctx)
+        remove_secrets(ctx)
         super().clean(ctx)  # databases, /etc/nova
         ctx.remove_trees(ctx.settings.data_dir / "nova")  # state, instances
 
@@ -332,7 +399,97 @@ def destroy_instances(ctx) -> None:
         ctx.sh.run(["virsh", "-c", "qemu:///system", "undefine", "--nvram", name], check=False)
 
 
+# ---- the libvirt secret of client.cinder ------------------------------------------------------------
+def _virsh(ctx, *args: str, **kwargs):
+    return ctx.sh.run([VIRSH, "-c", LIBVIRT_URI, *args], check=False, quiet=True, timeout=60, **kwargs)
+
+
+def client_key() -> str | None:
+    """client.cinder's key from its keyring (None before the ceph phase exported it)."""
+    try:
+        return ceph.key_in(ceph.keyring_path(f"client.{ceph.CLIENT}").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def secret_differs(ctx) -> list[str]:
+    """What differs for the secret: "missing", "definition", "value" (looked at once).  The value
+    is compared as `virsh secret-get-value` prints it: base64 of the stored bytes, which must be
+    the cephx key exactly (librados logs a key it cannot decode, whole, in QEMU's log)."""
+    s = ctx.settings
+    fsid_file = ceph.layout(s).fsid_file
+    if not fsid_file.exists() or client_key() is None or not Path(VIRSH).exists():
+        return ["missing"]  # the ceph phase has not made the cluster yet (./stack.py plan on a fresh host)
+    wanted = secret_xml(rbd_secret_uuid(s), fsid_file.read_text().strip())
+    got = _virsh(ctx, "secret-dumpxml", rbd_secret_uuid(s))
+    if not got.ok:
+        return ["missing"]
+    differs = [] if secret_fields(got.stdout) == secret_fields(wanted) else ["definition"]
+    value = _virsh(ctx, "secret-get-value", rbd_secret_uuid(s))  # holds the key: quiet
+    if not value.ok or value.stdout.strip() != client_key():
+        differs.append("value")
+    return differs
+
+
+def ensure_secret(ctx, differs: list[str]) -> None:
+    """Define the secret from an XML file and set its value from a file (`virsh secret-set-value
+    --file` decodes the file's base64 text: the key as the keyring holds it, no newline), both
+    in a root-only scratch directory removed afterwards: the key is never on a command line."""
+    s = ctx.settings
+    secret_uuid = rbd_secret_uuid(s)
+    fsid = ceph.fsid(s)
+    key = client_key()
+    if secret_uuid is None or key is None:
+        raise MinstackError(f"no Ceph cluster or no client.{ceph.CLIENT} key yet: the ceph phase runs before nova")
+    work = Path(tempfile.mkdtemp(prefix="minstack-secret-"))  # 0700, root
+    try:
+        if "definition" in differs:  # libvirt refuses to change an existing secret's usage in place
+            _check(ctx, _virsh(ctx, "secret-undefine", secret_uuid), "secret-undefine")
+        if {"missing", "definition"} & set(differs):
+            xml = work / "secret.xml"
+            xml.write_text(secret_xml(secret_uuid, fsid))
+            _check(ctx, _virsh(ctx, "secret-define", "--file", str(xml)), "secret-define")
+        value = work / "secret.base64"
+        fd = os.open(value, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        _check(ctx, _virsh(ctx, "secret-set-value", "--secret", secret_uuid, "--file", str(value)),
+               "secret-set-value")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stored = _virsh(ctx, "secret-get-value", secret_uuid)
+    if not stored.ok or stored.stdout.strip() != key:
+        raise MinstackError(f"the libvirt secret {secret_uuid} does not hold client.{ceph.CLIENT}'s key after "
+                            "secret-set-value: QEMU could not open RBD volumes (virsh secret-get-value)")
+    ctx.log.info("libvirt secret %s holds client.%s's key", secret_uuid, ceph.CLIENT)
+
+
+def _check(ctx, result, what: str) -> None:
+    if not result.ok:
+        raise MinstackError(f"virsh {what} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def minstack_secrets(directory: Path = SECRETS_DIR) -> list[str]:
+    """The UUIDs of the secrets minstack defined (their description says so), from libvirt's files."""
+    found = []
+    for path in sorted(directory.glob("*.xml")) if directory.is_dir() else []:
+        fields = secret_fields(path.read_text(errors="replace"))
+        if (fields.get("description") or "").startswith(SECRET_MARKER) and fields.get("uuid"):
+            found.append(fields["uuid"])
+    return found
+
+
+def remove_secrets(ctx) -> None:
+    """./unstack.py --clean: minstack's libvirt secrets, through libvirtd where it still runs
+    (systemd), else as the files libvirtd keeps them in; nobody else's."""
+    for secret_uuid in minstack_secrets(SECRETS_DIR):
+        if Path(VIRSH).exists() and _virsh(ctx, "secret-undefine", secret_uuid).ok:
+            ctx.log.info("undefined libvirt secret %s", secret_uuid)
+            continue
+        ctx.remove_files(SECRETS_DIR / f"{secret_uuid}.xml", SECRETS_DIR / f"{secret_uuid}.base64")
+
+
 # neutron (when q-svc is enabled) before nova: nova-compute boots no server without a network endpoint.
 # A requirement that is not enabled drops out of the ordering.
 PHASE = Nova(name="nova", requires=("keystone", "accounts", "mysql", "rabbit", "venv", "placement", "glance",
-                                    "libvirt", "neutron", "sudoers"), debs=("nova",))
+                                    "libvirt", "neutron", "sudoers", "ceph"), debs=("nova",))

@@ -40,6 +40,8 @@ CASES = [
     ('HOST_IP=127.0.0.1\nGLANCE_USE_SWIFT=True\n', 2, "GLANCE_USE_SWIFT=True stores images in Swift"),
     ('HOST_IP=127.0.0.1\nenable_service swift\nGLANCE_USE_SWIFT=perhaps\n', 3, "GLANCE_USE_SWIFT=perhaps"),
     ('HOST_IP=127.0.0.1\nSTACK_USER=root\n', 2, "STACK_USER"),
+    ('HOST_IP=127.0.0.1\nCEPH_LOOPBACK_DISK_SIZE=1024T\n', 2, "does not fit"),
+    ('HOST_IP=127.0.0.1\nCINDER_ENABLED_BACKENDS=lvm:lvmdriver-1\n', 2, "ceph:<name>"),
     (f'HOST_IP=127.0.0.1\nenable_plugin barbican {REPO}/tests/data/devstack-plugin\n', 2, "is a DevStack plugin"),
     ('HOST_IP=127.0.0.1\nenable_plugin barbican http://127.0.0.1:9/barbican.git\n', 2,
      "cannot reach the git repository http://127.0.0.1:9/barbican.git"),

@@ -1,7 +1,8 @@
 """Horizon in a real browser: Debian's headless chromium, driven through chromium-driver by selenium.
 
 The walk a DevStack user takes: the demo user signs in, opens Project → Compute → Instances
-(where the stack's check instance is listed) and Network Topology, signs out; admin signs in
+(where the stack's check instance is listed), Network Topology and, with Cinder, Project →
+Volumes → Volumes (a volume made for it is listed), signs out; admin signs in
 and finds this host under Admin → Compute → Hypervisors.  Every page is reached through the
 side menu, as a person clicks, and photographed into tests/artifacts/horizon/.
 
@@ -332,6 +333,38 @@ def test_demo_opens_the_object_store_and_orchestration_panels(browser, settings,
     browser.shot(f"05b-demo-{group.lower().replace(' ', '-')}")
     assert browser.breadcrumb() == ["Project", group, panel]
     assert browser.heading() == heading
+    assert browser.error_messages() == []
+
+
+HORIZON_VOLUME = "minstack-horizon-volume"
+
+
+@pytest.fixture
+def demo_volume(settings):
+    """A 1 GB volume of the demo project (made through the API, removed afterwards)."""
+    if not settings.is_enabled("c-api"):
+        pytest.fail("tests/functional/localrc does not enable c-api")
+    from minstack import identity
+    demo = identity.user_connection(settings, "demo", "demo")
+    for old in demo.block_storage.volumes(name=HORIZON_VOLUME):
+        demo.block_storage.delete_volume(old)
+        demo.block_storage.wait_for_delete(old, wait=120)
+    volume = demo.block_storage.create_volume(name=HORIZON_VOLUME, size=1)
+    demo.block_storage.wait_for_status(volume, status="available", failures=["error"], wait=120)
+    yield volume
+    demo.block_storage.delete_volume(volume)
+    demo.block_storage.wait_for_delete(volume, wait=120)
+
+
+def test_demo_opens_project_volumes_and_sees_a_volume(browser, demo_volume):
+    """Project → Volumes → Volumes lists the demo project's volume (Cinder on RBD behind it)."""
+    browser.as_user("demo")
+    browser.open_panel("Project", "Volumes", "Volumes")
+    rows = browser.table_rows("volumes")
+    browser.shot("05c-demo-volumes")
+    assert browser.breadcrumb() == ["Project", "Volumes", "Volumes"]
+    assert browser.heading() == "Volumes"
+    assert HORIZON_VOLUME in rows
     assert browser.error_messages() == []
 
 

@@ -37,6 +37,52 @@ SERVICE_PRIVATE = {"s-proxy": {"/etc/swift/proxy-server.conf": {0o640}, "/etc/sw
 SETTING_PRIVATE = {"glance_use_swift": {"/etc/glance/glance-swift-store.conf": {0o640}}}
 # ... and those of the plugins it enables (barbican).
 PLUGIN_PRIVATE = {"barbican": {"/etc/barbican/barbican.conf": {0o640}}}
+
+
+def volume_private(settings) -> dict[str, set[int]]:
+    """Cinder's config and the Ceph keys, where the stack runs them (phases/cinder.py, ceph.py, nova.py):
+    the admin keyring root 0600, client.cinder's root:stack 0640 (cinder-volume reads it), each
+    daemon's own keyring ceph 0600 (the mon's is written by ceph-mon --mkfs), and the libvirt
+    secret holding client.cinder's key (libvirtd keeps it as <uuid>.base64, root 0600)."""
+    private = {}
+    if settings.is_enabled("c-api", "c-sch", "c-vol", "c-bak"):
+        private[str(settings.config_files["CINDER_CONF"])] = {0o640}  # the keys below are str too
+    if settings.is_enabled("c-vol", "c-bak"):
+        ceph = settings.data_dir / "ceph"
+        private.update({"/etc/ceph/ceph.client.admin.keyring": {0o600},
+                        "/etc/ceph/ceph.client.cinder.keyring": {0o640},
+                        str(ceph / "mon" / "ceph-a" / "keyring"): {0o600, 0o640},
+                        str(ceph / "mgr" / "ceph-x" / "keyring"): {0o600},
+                        str(ceph / "osd" / "ceph-0" / "keyring"): {0o600}})
+    if settings.is_enabled("n-cpu") and settings.is_enabled("c-vol"):
+        from phases_import import phase_module
+        secret_uuid = phase_module("nova").rbd_secret_uuid(settings)
+        assert secret_uuid, "no Ceph fsid: the ceph phase did not run"
+        private[f"/etc/libvirt/secrets/{secret_uuid}.base64"] = {0o600}
+    return private
+
+
+def private_trees(settings) -> list[Path]:
+    """Directories whose files may hold secrets whatever their own mode, because the directory keeps
+    every other user out: the Ceph monitor's store is the cluster's key database (ceph-mon --mkfs
+    also keeps the keyring it was made with there, as text), its RocksDB files 0644 in a 0750 tree."""
+    return [settings.data_dir / "ceph" / "mon"] if settings.is_enabled("c-vol", "c-bak") else []
+
+
+def ceph_keys(settings) -> dict[str, str]:
+    """Every cephx key of the cluster, by entity, from the keyrings minstack and Ceph wrote."""
+    keyrings = list(Path("/etc/ceph").glob("*.keyring"))
+    keyrings += list((settings.data_dir / "ceph").glob("*/ceph-*/keyring"))
+    found = {}
+    for keyring in keyrings:
+        entity = None
+        for line in keyring.read_text().splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.endswith("]"):
+                entity = line[1:-1]
+            elif entity and line.replace(" ", "").startswith("key="):
+                found[f"Ceph key of {entity}"] = line.split("=", 1)[1].strip()
+    return found
 # Not read for the file check: the venvs (code), images and instance disks (large, binary), and
 # the logs, which the final scan reads.
 SKIP_DIRS = ("venv", ".venv", ".git", "images", "instances", "logs", "cache", "artifacts", "tempest/.stestr")
@@ -57,6 +103,10 @@ def secrets_of_the_stack(settings) -> dict[str, str]:
         found["Barbican simple_crypto KEK"] = service_key(settings, "barbican simple_crypto KEK")
     if settings.is_enabled("s-proxy"):
         found["Swift hash path suffix"] = service_key(settings, "swift hash path suffix")
+    if settings.is_enabled("c-vol", "c-bak"):  # the cluster's keys (client.cinder's is in QEMU's secret too)
+        keys = ceph_keys(settings)
+        assert {"Ceph key of client.admin", "Ceph key of client.cinder", "Ceph key of mon."} <= set(keys), keys.keys()
+        found.update(keys)
     horizon_key = Path("/etc/openstack-dashboard/.secret_key_store")
     if horizon_key.exists():
         found["Horizon SECRET_KEY"] = horizon_key.read_text().strip()
@@ -112,7 +162,7 @@ def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stac
     candidates = {p for root in roots if root.exists() for p in readable_files(root, SKIP_DIRS, max_size=5 * 2**20)}
     # The localrc itself is where the given passwords come from: the user's file, as they keep it.
     candidates.discard(Path(settings.source))
-    private = dict(PRIVATE)
+    private = dict(PRIVATE) | volume_private(settings)
     for service, files in SERVICE_PRIVATE.items():
         if settings.is_enabled(service):
             private.update(files)
@@ -128,9 +178,16 @@ def test_files_holding_a_secret_are_the_expected_ones_and_private(settings, stac
             holding[str(path)] = leaks
     assert set(private) <= set(holding), f"a file that should hold a secret does not: {set(private) - set(holding)}"
     wrong = []
+    trees = private_trees(settings)
     for path in holding:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         allowed = private.get(path)
+        tree = next((root for root in trees if Path(path).is_relative_to(root)), None)
+        if tree is not None:  # a database of keys by design: its directory keeps everyone else out
+            tree_mode = stat.S_IMODE(os.stat(tree).st_mode)
+            if tree_mode & 0o007:
+                wrong.append(f"{path} is in {tree} ({oct(tree_mode)}), which every user may enter: {holding[path]}")
+            continue
         in_state = Path(path).is_relative_to(settings.state_dir) or Path(path).parent == Path(
             settings.config_files["TEMPEST_CONFIG"]).parent or Path(path).is_relative_to(settings.data_dir / "ssh")
         if mode & 0o007:

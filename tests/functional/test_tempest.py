@@ -98,9 +98,14 @@ def test_tempest_conf_describes_this_cloud(conf, settings, admin_conn):
     assert conf["identity"]["uri_v3"] == f"http://{settings.service_host}:5000/v3"
     extensions = {e.alias for e in admin_conn.network.extensions()}
     assert set(conf["network-feature-enabled"]["api_extensions"].split(",")) == extensions
-    assert conf["service_available"]["cinder"] == "false"
+    assert conf["service_available"]["cinder"] == str(settings.is_enabled("c-api")).lower()
     assert conf["service_available"]["swift"] == str(settings.is_enabled("s-proxy")).lower()
     assert conf["service_available"]["heat"] == str(settings.is_enabled("h-api")).lower()
+    if settings.is_enabled("c-api"):  # Cinder on RBD: what Tempest's volume tests compare with
+        assert (conf["volume"]["storage_protocol"], conf["volume"]["backend_names"]) == \
+            ("ceph", ",".join(settings.cinder_enabled_backends))
+        assert {p.capabilities["volume_backend_name"] for p in admin_conn.block_storage.backend_pools()} == \
+            set(settings.cinder_enabled_backends)
     assert conf["validation"]["image_ssh_user"] == "cirros"
     # the password oslo.config reads back is the admin's, whatever quotes or '$' it holds
     assert conf["auth"]["admin_password"] == '"' + settings.admin_password.replace("$", "$$") + '"'

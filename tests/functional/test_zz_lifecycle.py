@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -21,7 +22,10 @@ CONFIG_FILES = ["/etc/keystone/keystone.conf", "/etc/keystone/keystone-uwsgi.ini
                 "/etc/glance/glance-api.conf", "/etc/placement/placement.conf", "/etc/nova/nova.conf",
                 "/etc/nova/nova-cpu.conf", "/etc/neutron/neutron.conf", "/etc/neutron/plugins/ml2/ml2_conf.ini",
                 "/etc/neutron/neutron_ovn_agent.ini", "/etc/sudoers.d/minstack", "/etc/minstack/minstack.nft"]
+# ... and Cinder's and Ceph's, where the stack has them (issue 12)
+VOLUME_FILES = ["/etc/cinder/cinder.conf", "/etc/ceph/ceph.conf", "/etc/ceph/ceph.client.cinder.keyring"]
 SERVER = "minstack-verify"
+LIFECYCLE_VOLUME = "minstack-lifecycle-volume"
 
 
 def qemu_pids() -> list[int]:
@@ -68,7 +72,8 @@ def marker_project(admin_conn):
 
 def test_second_run_changes_nothing(minstack_cli, settings, admin_conn, marker_project):
     pids = daemon_pids(settings)
-    mtimes = {f: os.stat(f).st_mtime_ns for f in CONFIG_FILES}
+    files = CONFIG_FILES + [f for f in VOLUME_FILES if os.path.exists(f)]
+    mtimes = {f: os.stat(f).st_mtime_ns for f in files}
     before = identity_snapshot(admin_conn)
     proc = minstack_cli.stack()
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -76,7 +81,7 @@ def test_second_run_changes_nothing(minstack_cli, settings, admin_conn, marker_p
     assert "instance reachable: ping ok, ssh ok" in " ".join(proc.stdout.split())
     assert "nothing: the host was as the last run left it" in " ".join(proc.stdout.split())
     assert daemon_pids(settings) == pids, "a daemon was restarted by a run that had nothing to change"
-    assert {f: os.stat(f).st_mtime_ns for f in CONFIG_FILES} == mtimes, "a config file was rewritten"
+    assert {f: os.stat(f).st_mtime_ns for f in files} == mtimes, "a config file was rewritten"
     after = identity_snapshot(admin_conn)
     assert after == before  # no duplicate (or lost) user, project, role, service or endpoint
     assert (MARKER, marker_project) in after["projects"]
@@ -93,12 +98,50 @@ def test_the_served_image_was_downloaded_once_and_checked_against_its_sums(image
     assert f"downloading {image_server.url}" in log and "sha256 verified against SHA256SUMS" in log
 
 
-def test_status_lists_every_service(minstack_cli):
+def test_status_lists_every_service(minstack_cli, settings):
     proc = minstack_cli.stack("status")
     assert proc.returncode == 0, proc.stdout
     for name in ("mysql", "rabbitmq", "epmd", "memcached", "keystone", "glance-api", "placement-api", "nova-api",
                  "nova-compute", "libvirtd", "neutron-api", "neutron-ovn-agent", "ovn-northd", "ovs-vswitchd"):
         assert name in proc.stdout
+    if settings.is_enabled("c-vol"):  # issue 12: the Ceph daemons are minstack's too
+        for name in ("ceph-mon", "ceph-mgr", "ceph-osd", "cinder-api", "cinder-scheduler", "cinder-volume"):
+            assert name in proc.stdout
+
+
+def guest_has_vdb(settings) -> bool:
+    from minstack.ssh import ssh_command
+    address = json.loads((settings.state_dir / "verify.json").read_text())["floating_ip"]
+    proc = subprocess.run(ssh_command(settings, address, "test -b /dev/vdb && echo yes"), capture_output=True,
+                          text=True, timeout=30)
+    return proc.stdout.strip() == "yes"
+
+
+def test_a_volume_is_attached_before_unstack(settings):
+    """Issue 12: ./unstack.py keeps volumes, and a re-stack brings them back attached."""
+    if not settings.is_enabled("c-vol"):
+        pytest.skip("no c-vol in this localrc")
+    conn, server = demo_server(settings)
+    for old in conn.block_storage.volumes(name=LIFECYCLE_VOLUME):
+        if old.status == "in-use":
+            conn.compute.delete_volume_attachment(server, old)
+            conn.block_storage.wait_for_status(old, status="available", wait=300)
+        conn.block_storage.delete_volume(old)
+        conn.block_storage.wait_for_delete(old, wait=300)
+    volume = conn.block_storage.create_volume(name=LIFECYCLE_VOLUME, size=1)
+    conn.block_storage.wait_for_status(volume, status="available", failures=["error"], wait=300)
+    conn.compute.create_volume_attachment(server, volume=volume)
+    conn.block_storage.wait_for_status(volume, status="in-use", failures=["error"], wait=300)
+    assert wait_for(lambda: guest_has_vdb(settings), 120)
+
+
+def wait_for(probe, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if probe():
+            return True
+        time.sleep(2)
+    return False
 
 
 def test_unstack_stops_everything_but_the_base_services_and_the_instances_too(minstack_cli, settings):
@@ -124,6 +167,20 @@ def test_restack_brings_back_the_same_data_and_instance(minstack_cli, settings, 
     assert server is not None and server.status == "ACTIVE"
     after = json.loads((settings.state_dir / "verify.json").read_text())
     assert after["floating_ip"] == before["floating_ip"]  # the same instance, powered on again
+
+
+def test_restack_brings_the_volume_back_attached(settings):
+    if not settings.is_enabled("c-vol"):
+        pytest.skip("no c-vol in this localrc")
+    conn, server = demo_server(settings)
+    [volume] = list(conn.block_storage.volumes(name=LIFECYCLE_VOLUME))
+    assert volume.status == "in-use" and [a["server_id"] for a in volume.attachments] == [server.id]
+    # the guest was powered on again with its RBD disk: QEMU reopened it through librbd
+    assert wait_for(lambda: guest_has_vdb(settings), 180), "the guest has no /dev/vdb after the re-stack"
+    conn.compute.delete_volume_attachment(server, volume)
+    conn.block_storage.wait_for_status(volume, status="available", wait=300)
+    conn.block_storage.delete_volume(volume)
+    conn.block_storage.wait_for_delete(volume, wait=300)
 
 
 def test_crashed_services_are_shown_down_and_restored(minstack_cli, settings):

@@ -239,3 +239,23 @@ def test_systemd_units_order_openstack_after_the_base_services(tmp_path):
     assert after and "minstack-mysql.service" in after[0] and "libvirtd.service" in after[0]
     assert "minstack-mysql.service" not in base
     assert "StandardOutput=journal" in api and "RestartSec=" in api and "StartLimitIntervalSec=0" in api
+
+
+def test_systemd_units_order_ceph_between_the_base_services_and_openstack(tmp_path):
+    """cinder-volume and nova-compute's guests need the cluster: Ceph's units come up before every
+    OpenStack unit (and go down after), after the base services, and not after one another."""
+    from minstack import supervisor
+    from minstack.pipeline import phase_module
+    sup = supervisor.SystemdSupervisor(tmp_path / "run", tmp_path / "logs")
+
+    def after(d) -> list[str]:
+        [line] = [line for line in sup.unit_text(d).splitlines() if line.startswith("After=")]
+        return line.split("=", 1)[1].split()
+    compute = after(supervisor.Daemon("nova-compute", ["/bin/true"], service="n-cpu"))
+    assert {"minstack-ceph-mon.service", "minstack-ceph-osd.service", "libvirtd.service"} <= set(compute)
+    mon = after(supervisor.Daemon("ceph-mon", ["/bin/true"], service="ceph"))
+    assert "minstack-mysql.service" in mon and not [unit for unit in mon if "ceph" in unit]
+    from test_ceph import context
+    ceph = phase_module("ceph")
+    assert {d.service for d in ceph.PHASE.daemons(context(tmp_path))} == {supervisor.STORAGE_SERVICE}
+    assert [f"minstack-{name}.service" for name in (ceph.MON, ceph.MGR, ceph.OSD)] == list(supervisor.STORAGE_UNITS)

@@ -80,7 +80,9 @@ def test_defaults(tmp_path):
     assert (s.libvirt_type, s.api_workers, s.service_timeout) == ("auto", 1, 120)
     assert (s.fail_phase, s.verify_keep_instance) == (None, True)
     assert s.enabled_services == frozenset(services.default_services())
-    assert {"key", "mysql", "rabbit", "n-cpu", "q-svc"} <= s.enabled_services and "c-vol" not in s.enabled_services
+    # DevStack's defaults: Cinder's three services too (c-bak is not among them), on minstack's Ceph
+    assert {"key", "mysql", "rabbit", "n-cpu", "q-svc", "c-api", "c-sch", "c-vol"} <= s.enabled_services
+    assert "c-bak" not in s.enabled_services
     assert s.config_files["NOVA_CONF"] == Path("/etc/nova/nova.conf")
     assert s.config_files["TEMPEST_CONFIG"] == Path("/opt/stack/tempest/etc/tempest.conf")
     assert s.post_config == () and s.warnings == ()
@@ -145,7 +147,7 @@ def test_empty_value_means_default(tmp_path):
 
 def test_is_enabled_and_secret_values(tmp_path):
     s = load(tmp_path, "ADMIN_PASSWORD=a\nDATABASE_PASSWORD=b\nRABBIT_PASSWORD=c\nSERVICE_PASSWORD=d\n")
-    assert s.is_enabled("c-api", "key") and not s.is_enabled("c-api", "c-vol")
+    assert s.is_enabled("c-bak", "key") and not s.is_enabled("c-bak", "tls-proxy")
     assert s.secret_values() == ["a", "b", "c", "d"]
     assert s.generated_secrets == frozenset()
 
@@ -239,8 +241,8 @@ BAD_SETTINGS = [
     ("enable_service n-cpus", "unknown service 'n-cpus'; did you mean 'n-cpu'?"),
     ("enable_service kye", "unknown service 'kye'; did you mean 'key'?"),
     ("ENABLED_SERVICES+=,rabit", "unknown service 'rabit'; did you mean 'rabbit'?"),
-    ("enable_service c-vol", "service 'c-vol' is not supported by this minstack yet"),
-    ("ENABLED_SERVICES=key,mysql,rabbit,c-sch", "service 'c-sch' is not supported by this minstack yet"),
+    ("enable_service tls-proxy", "service 'tls-proxy' is not supported by this minstack yet"),
+    ("ENABLED_SERVICES=key,mysql,rabbit,tls-proxy", "service 'tls-proxy' is not supported by this minstack yet"),
     ("disable_service mysql", "service 'key' needs 'mysql', which is not enabled (enable_service mysql)"),
     ("ENABLED_SERVICES=key,rabbit", "service 'key' needs 'mysql', which is not enabled"),
 ]
@@ -263,7 +265,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         HOST_IP=10.0.0.300
         FIXED_RANGE=10.0.0.1/22
         API_WORKERS=0
-        enable_service c-api
+        enable_service tls-proxy
         DEST=relative
     """)
     assert [line.split(": ")[0] for line in found] == [f"{tmp_path / 'localrc'}:{n}" for n in (1, 2, 3, 4, 5)]
@@ -385,13 +387,13 @@ def test_devstack_default_services_do_not_explode(tmp_path):
     """A typical DevStack local.conf: everything it names is known; it only
     fails on what this minstack does not support yet."""
     found = problems(tmp_path, """
-        enable_service c-vol
+        enable_service tls-proxy
         disable_service c-api c-sch etcd3 dstat tempest
         disable_service q-ovn-metadata-agent
         enable_service q-ovn-metadata-agent
     """)
     assert found and all("is not supported by this minstack yet" in line for line in found)
-    assert f"{tmp_path / 'localrc'}:1: service 'c-vol' is not supported by this minstack yet" in found
+    assert f"{tmp_path / 'localrc'}:1: service 'tls-proxy' is not supported by this minstack yet" in found
 
 
 def test_resolve_services_unit():
@@ -606,6 +608,113 @@ def test_broken_secrets_file_names_its_line(tmp_path):
                      f"{secrets_file}:3: expected KEY=value"]
 
 
+# ---- volumes: CINDER_ENABLED_BACKENDS, CEPH_LOOPBACK_DISK_SIZE ---------------------------------
+GIB = 2 ** 30
+
+
+def with_disk(free_gib: float, allocated_gib: float = 0, host=HOST):
+    """HOST with a DATA_DIR filesystem of free_gib free (and an OSD block file holding allocated_gib)."""
+    import dataclasses
+    seen = []
+
+    def free_space(path):
+        seen.append(path)
+        return int(free_gib * GIB)
+    return dataclasses.replace(host, free_space=free_space,
+                               allocated=lambda path: int(allocated_gib * GIB) if path.name == "ceph-0.block" else 0)
+
+
+def test_volume_defaults(tmp_path):
+    s = load(tmp_path)
+    assert s.cinder_enabled_backends == ("ceph",)
+    assert s.ceph_loopback_disk_size == 10 * GIB
+
+
+@pytest.mark.parametrize("text, size", [("10G", 10 * GIB), ("10240M", 10 * GIB), ("3GiB", 3 * GIB),
+                                        ("2g", 2 * GIB), ("1T", 2 ** 40), ("4194304K", 4 * GIB),
+                                        (str(5 * GIB), 5 * GIB)])
+def test_ceph_disk_sizes(tmp_path, text, size):
+    assert load(tmp_path, f"CEPH_LOOPBACK_DISK_SIZE={text}\n").ceph_loopback_disk_size == size
+
+
+@pytest.mark.parametrize("text, names", [("ceph:ceph", ("ceph",)), ("ceph", ("ceph",)),
+                                         ("\"ceph:rbd-1, ceph:rbd-2,\"", ("rbd-1", "rbd-2"))])
+def test_cinder_backends(tmp_path, text, names):
+    assert load(tmp_path, f"CINDER_ENABLED_BACKENDS={text}\n").cinder_enabled_backends == names
+
+
+@pytest.mark.parametrize("line, message", [
+    ("CEPH_LOOPBACK_DISK_SIZE=10Q", "CEPH_LOOPBACK_DISK_SIZE=10Q is not a size such as 10G (K, M, G, T: powers of 1024)"),
+    ("CEPH_LOOPBACK_DISK_SIZE=1G", "CEPH_LOOPBACK_DISK_SIZE=1G is too small: at least 2G"),
+    ("CINDER_ENABLED_BACKENDS=lvm:lvmdriver-1",
+     "CINDER_ENABLED_BACKENDS=lvm:lvmdriver-1 has an entry 'lvm:lvmdriver-1': lvm needs device-mapper and an "
+     "iSCSI target in the kernel, which minstack does not provide; minstack supports ceph:<name> (RBD on its "
+     "one-node Ceph), e.g. CINDER_ENABLED_BACKENDS=ceph:ceph"),
+    ("CINDER_ENABLED_BACKENDS=ceph:ceph,nfs:nfs",
+     "CINDER_ENABLED_BACKENDS=ceph:ceph,nfs:nfs has an entry 'nfs:nfs': nfs needs the kernel's NFS client and an "
+     "NFS server, which minstack does not provide; minstack supports ceph:<name> (RBD on its one-node Ceph), "
+     "e.g. CINDER_ENABLED_BACKENDS=ceph:ceph"),
+    ("CINDER_ENABLED_BACKENDS=rados:x",
+     "CINDER_ENABLED_BACKENDS=rados:x has an entry 'rados:x': 'rados' is not a backend type minstack knows; "
+     "minstack supports ceph:<name> (RBD on its one-node Ceph), e.g. CINDER_ENABLED_BACKENDS=ceph:ceph"),
+    ("CINDER_ENABLED_BACKENDS=ceph:a,ceph:a", "CINDER_ENABLED_BACKENDS=ceph:a,ceph:a names the backend a twice"),
+    ("CINDER_ENABLED_BACKENDS=ceph:a/b",
+     "CINDER_ENABLED_BACKENDS=ceph:a/b has an entry 'ceph:a/b' whose name is not a word of letters, digits, ., _ "
+     "or -"),
+    ("CINDER_ENABLED_BACKENDS=,", "CINDER_ENABLED_BACKENDS=, lists no backend; e.g. CINDER_ENABLED_BACKENDS=ceph:ceph"),
+])
+def test_bad_volume_settings_name_file_and_line(tmp_path, line, message):
+    assert problems(tmp_path, f"# volumes\n{line}\n") == [f"{tmp_path / 'localrc'}:2: {message}"]
+
+
+def test_the_block_file_must_fit_in_data_dirs_free_space(tmp_path):
+    localrc = tmp_path / "localrc"
+    found = problems(tmp_path, "DATA_DIR=/srv/stack\nCEPH_LOOPBACK_DISK_SIZE=50G\n", host=with_disk(12.5))
+    assert found == [f"{localrc}:2: CEPH_LOOPBACK_DISK_SIZE=50G does not fit: the filesystem holding DATA_DIR "
+                     "(/srv/stack) has 12.5 GiB free, and the Ceph OSD's sparse file grows up to that size as "
+                     "volumes are written; set CEPH_LOOPBACK_DISK_SIZE=12G or less, free some space, move DATA_DIR, "
+                     "or disable c-vol and c-bak"]
+    # the default, when it does not fit, is named as the default (no line)
+    found = problems(tmp_path, "# nothing\n", host=with_disk(1))
+    assert found == [f"{localrc}: CEPH_LOOPBACK_DISK_SIZE (default 10G) does not fit: the filesystem holding "
+                     "DATA_DIR (/opt/stack/data) has 1.0 GiB free, and the Ceph OSD's sparse file grows up to that "
+                     "size as volumes are written; free some space, move DATA_DIR, or disable c-vol and c-bak"]
+
+
+def test_the_block_file_fits_with_what_it_already_holds_or_without_ceph(tmp_path):
+    assert load(tmp_path, "CEPH_LOOPBACK_DISK_SIZE=10G\n", host=with_disk(10)).ceph_loopback_disk_size == 10 * GIB
+    # a re-run: the existing sparse file's 4 GiB count as room
+    assert load(tmp_path, "CEPH_LOOPBACK_DISK_SIZE=12G\n", host=with_disk(8, allocated_gib=4))
+    # no Ceph without c-vol and c-bak: nothing to check
+    assert load(tmp_path, "disable_service c-vol\nCEPH_LOOPBACK_DISK_SIZE=50G\n", host=with_disk(1))
+    # an unknown free space (a fake host, or statvfs failed) is not an error
+    assert load(tmp_path, "CEPH_LOOPBACK_DISK_SIZE=5T\n").ceph_loopback_disk_size == 5 * 2 ** 40
+
+
+def test_free_space_is_read_where_data_dir_will_be(tmp_path):
+    from minstack.hostinfo import allocated, free_space
+    assert free_space(tmp_path / "not" / "made" / "yet") == free_space(tmp_path) > 0
+    assert allocated(tmp_path / "nothing") == 0
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(GIB)
+    assert allocated(sparse) < GIB
+
+
+def test_the_disk_is_probed_only_when_asked(monkeypatch):
+    # ./stack.py and plan ask (they are about to fill it); ./unstack.py --clean must work on a full disk
+    from minstack import cli, hostinfo
+    monkeypatch.setattr(hostinfo, "_ip_json", lambda what: "[]")
+    monkeypatch.setattr(hostinfo, "remote_dependencies", lambda: ())
+    assert hostinfo.HostFacts.probe().free_space(Path("/")) is None
+    assert hostinfo.HostFacts.probe(disk=True).free_space(Path("/")) > 0
+    asked = []
+    monkeypatch.setattr(cli, "load_or_report", lambda *a, **kw: asked.append(kw.get("check_disk")))
+    for command in (["plan"], ["status"], ["verify"]):
+        cli.stack_main(command)
+    assert asked == [True, False, False]
+
+
 # ---- localrc.example and the KEYS table can't drift ----------------------------------------
 def example_lines():
     text = (REPO / "localrc.example").read_text()
@@ -633,7 +742,7 @@ def test_localrc_example_loads_as_is(tmp_path):
 def test_keys_table_is_sound():
     for spec in KEYS.values():
         assert spec.doc and spec.group in ("network", "passwords", "paths", "services", "images",
-                                           "performance", "debug", "git")
+                                           "performance", "volumes", "debug", "git")
         assert spec.kind == "services" or spec.kind in CONVERTERS
 
 

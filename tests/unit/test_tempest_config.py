@@ -72,6 +72,21 @@ def test_services_not_stacked_are_unavailable(tmp_path):
     assert not conf.has_option("compute-feature-enabled", "vnc_console")
 
 
+def test_cinder_switches_its_volume_sections_on(tmp_path):
+    assert not rendered(settings(tmp_path, LOCALRC)).has_section("volume")
+    conf = rendered(settings(tmp_path, LOCALRC, "enable_service c-api c-sch c-vol\n"))
+    assert conf["service_available"]["cinder"] == "true"
+    volume, features = conf["volume"], conf["volume-feature-enabled"]
+    assert (volume["catalog_type"], volume["storage_protocol"], volume["vendor_name"], volume["backend_names"]) == \
+        ("volumev3", "ceph", "Open Source", "ceph")
+    assert (features["multi_backend"], features["backup"], features["manage_volume"]) == ("false", "false", "false")
+    conf = rendered(settings(tmp_path, LOCALRC, "enable_service c-api c-sch c-vol c-bak\n",
+                             "CINDER_ENABLED_BACKENDS=ceph:rbd-1,ceph:rbd-2\n"))
+    assert conf["volume"]["backend_names"] == "rbd-1,rbd-2"
+    assert (conf["volume-feature-enabled"]["multi_backend"], conf["volume-feature-enabled"]["backup"]) == \
+        ("true", "true")
+
+
 def test_horizon_and_novnc_switch_their_tests_on(tmp_path):
     conf = rendered(settings(tmp_path, LOCALRC, "enable_service horizon n-novnc\n"))
     assert conf["service_available"]["horizon"] == "true"
@@ -162,5 +177,7 @@ def test_every_expected_skip_has_its_reason_and_names_one_class_or_test(tmp_path
 def test_expected_skips_follow_the_enabled_services(tmp_path):
     without_cinder = listed("expected-skips.txt.j2", settings(tmp_path, LOCALRC))[1]
     assert any("tempest\\.api\\.volume" in e for e in without_cinder)
+    with_cinder = listed("expected-skips.txt.j2", settings(tmp_path, LOCALRC, "enable_service c-api c-sch c-vol\n"))[1]
+    assert not any("volume" in e.lower() for e in with_cinder)
     assert not any("test_dashboard_basic_ops" in e for e in without_cinder) == \
         settings(tmp_path, LOCALRC).is_enabled("horizon")
