@@ -277,13 +277,18 @@ def test_the_verify_instance_sees_a_new_disk_and_writes_a_marker(settings, demo,
     assert demo.block_storage.get_volume(volume).attachments == []
 
 
-def test_a_second_instance_reads_the_marker_back(settings, demo, volume, reader):
+def marker_and_sectors(settings, demo, reader, volume) -> tuple[str, int]:
+    """Attach volume to the reader instance: the marker on its disk and its size in sectors; detached again."""
     server, address = reader
     attach(settings, demo, server, address, volume)
     try:
-        assert read_marker(settings, address) == MARKER
+        return read_marker(settings, address), sectors(settings, address)
     finally:
         detach(settings, demo, server, address, volume)
+
+
+def test_a_second_instance_reads_the_marker_back(settings, demo, volume, reader):
+    assert marker_and_sectors(settings, demo, reader, volume)[0] == MARKER
 
 
 def test_volume_to_image_and_image_to_volume_keep_the_marker(settings, demo, made, volume, reader):
@@ -296,12 +301,7 @@ def test_volume_to_image_and_image_to_volume_keep_the_marker(settings, demo, mad
     assert image.disk_format == "raw" and image.size == 2 ** 30
     again = new_volume(demo, made, "from-image", image_id=image.id, size=1)
     assert str(demo.block_storage.get_volume(again).is_bootable).lower() == "true"
-    server, address = reader
-    attach(settings, demo, server, address, again)
-    try:
-        assert read_marker(settings, address) == MARKER
-    finally:
-        detach(settings, demo, server, address, again)
+    assert marker_and_sectors(settings, demo, reader, again)[0] == MARKER
 
 
 def test_extend(demo, volume):
@@ -320,13 +320,8 @@ def test_a_snapshot_makes_a_new_volume_with_the_marker(settings, demo, made, vol
     made["snapshots"].append(snapshot)
     demo.block_storage.wait_for_status(snapshot, status="available", failures=["error"], wait=WAIT)
     clone = new_volume(demo, made, "from-snapshot", snapshot_id=snapshot.id, size=2)
-    server, address = reader
-    attach(settings, demo, server, address, clone)
-    try:
-        assert read_marker(settings, address) == MARKER
-        assert sectors(settings, address) == 2 * GIB_SECTORS  # the extended size came along
-    finally:
-        detach(settings, demo, server, address, clone)
+    # the extended size came along
+    assert marker_and_sectors(settings, demo, reader, clone) == (MARKER, 2 * GIB_SECTORS)
 
 
 def test_delete_removes_the_rbd_images(demo, made, volume):
