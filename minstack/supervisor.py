@@ -325,9 +325,11 @@ STORAGE_UNITS = ("minstack-ceph-mon.service", "minstack-ceph-mgr.service", "mins
 
 def units_after(d: Daemon) -> tuple[str, ...]:
     """The units d's unit starts after (and stops before)."""
+    if d.service == STORAGE_SERVICE:
+        return BASE_UNITS
     if d.distro_units:
         return ()
-    return BASE_UNITS if d.service == STORAGE_SERVICE else BASE_UNITS + STORAGE_UNITS
+    return BASE_UNITS + STORAGE_UNITS
 
 
 class SystemdSupervisor(Supervisor):

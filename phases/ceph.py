@@ -208,15 +208,18 @@ class Ceph(Phase):
         def cli_json(*args: str) -> dict:
             return query(ctx, *args) or {}
 
-        def daemon(name: str, binary: str, ident: str, ready, unit_alias: bool = False) -> Daemon:
+        def daemon(name: str, binary: str, ident: str, ready, unit_alias: bool = False, **more) -> Daemon:
             return Daemon(name, [binary, "-d", "--cluster", CLUSTER, "-c", str(CONF), "-i", ident], user=USER,
-                          service="ceph", unit_alias=unit_alias, ready=ready, ready_timeout=s.service_timeout)
+                          service="ceph", unit_alias=unit_alias, ready=ready, ready_timeout=s.service_timeout,
+                          **more)
 
         # three daemons, one service: minstack-ceph.service (systemd) is the mon's alias, as
-        # minstack-rabbit is RabbitMQ's and not epmd's
+        # minstack-rabbit is RabbitMQ's and not epmd's.  The mon also retires Debian's ceph-crash.service,
+        # which ceph-base enables and starts on a systemd host: a crash collector with no key of its
+        # own in this cluster (and a Python process at rest), next to a cluster that has none.
         return [
             daemon(MON, "/usr/bin/ceph-mon", MON_ID, lambda: bool(cli_json("quorum_status").get("quorum_names")),
-                   unit_alias=True),
+                   unit_alias=True, distro_units=("ceph-crash.service",)),
             daemon(MGR, "/usr/bin/ceph-mgr", MGR_ID, lambda: bool(cli_json("mgr", "stat").get("available"))),
             daemon(OSD, "/usr/bin/ceph-osd", str(OSD_ID),
                    lambda: cli_json("osd", "stat").get("num_up_osds", 0) >= 1),

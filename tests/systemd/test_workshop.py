@@ -90,6 +90,22 @@ def test_every_daemon_is_an_enabled_unit(stacked):
     assert aliases <= {f"minstack-{row['service']}.service" for row in rows.values()}, aliases
 
 
+def test_the_distributions_units_are_retired(stacked):
+    """apt enabled and started Debian's own units for what minstack runs; a boot must not start them
+    next to minstack's (ports, files and memory taken twice)."""
+    retired = ("mariadb.service", "rabbitmq-server.service", "memcached.service", "ovn-central.service",
+               "openvswitch-switch.service", "ovs-vswitchd.service", "ovn-controller.service",
+               "ceph-crash.service")
+    out = stacked.root("systemctl", "show", "-p", "Id,LoadState,UnitFileState,ActiveState", *retired).stdout
+    units = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+             for block in out.strip().split("\n\n")]
+    states = {u["Id"]: u for u in units}
+    assert set(states) == set(retired), out
+    for unit, state in states.items():
+        assert state["LoadState"] == "loaded", f"{unit} is not installed: {state}"
+        assert state["ActiveState"] != "active" and state["UnitFileState"] != "enabled", f"{unit}: {state}"
+
+
 def test_instance_answers_ping_and_ssh(stacked):
     fip = instance(stacked)["floating_ip"]
     assert instance_answers(stacked, fip), f"minstack-verify at {fip} does not answer ping + SSH"

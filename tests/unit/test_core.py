@@ -257,5 +257,9 @@ def test_systemd_units_order_ceph_between_the_base_services_and_openstack(tmp_pa
     assert "minstack-mysql.service" in mon and not [unit for unit in mon if "ceph" in unit]
     from test_ceph import context
     ceph = phase_module("ceph")
-    assert {d.service for d in ceph.PHASE.daemons(context(tmp_path))} == {supervisor.STORAGE_SERVICE}
+    daemons = ceph.PHASE.daemons(context(tmp_path))
+    assert {d.service for d in daemons} == {supervisor.STORAGE_SERVICE}
+    # the mon retires Debian's ceph-crash.service, and keeps its place after the base services
+    assert "ceph-crash.service" in daemons[0].distro_units
+    assert "minstack-mysql.service" in after(daemons[0])
     assert [f"minstack-{name}.service" for name in (ceph.MON, ceph.MGR, ceph.OSD)] == list(supervisor.STORAGE_UNITS)
