@@ -192,34 +192,32 @@ def test_guests_cannot_signal_a_heat_on_loopback(tmp_path):
     assert tempest.why_guests_cannot_signal(s) is None
 
 
-def test_expected_skips_follow_cinder_and_each_has_its_reason(tmp_path):
-    text, without_cinder = listed("orchestration-expected-skips.txt.j2", settings(tmp_path, LOCALRC, HEAT))
+def test_expected_skips_follow_cinder_and_its_backup_service_and_each_has_its_reason(tmp_path):
+    def skips(*more: str) -> tuple[str, list[str]]:
+        return listed("orchestration-expected-skips.txt.j2",
+                      settings(tmp_path, LOCALRC, HEAT, f"DATA_DIR={tmp_path}/data\n", *more))
+
+    text, without_cinder = skips()
     assert_each_entry_has_its_reason(text, without_cinder)
     # the names subunit-trace prints for these skips (no attributes, no time)
-    reported = ["heat_tempest_plugin.tests.functional.test_encryption_vol_type.EncryptionVolTypeTest"
-                ".test_create_update",
-                "heat_tempest_plugin.tests.scenario.test_base_resources.BasicResourcesTest"
-                ".test_base_resources_integration",
-                "heat_tempest_plugin.tests.scenario.test_volumes.VolumeBackupRestoreIntegrationTest"
-                ".test_cinder_volume_create_backup_restore",
-                "heat_tempest_plugin.tests.functional.test_stack_tags.StackTagTest.test_hidden_stack"]
-    assert all(excluded(without_cinder, name) for name in reported)
-    assert len(without_cinder) == len(reported)
-    with_cinder = listed("orchestration-expected-skips.txt.j2", WithCinder(settings(tmp_path, LOCALRC, HEAT)))[1]
-    assert with_cinder == [e for e in without_cinder if "test_stack_tags" in e]
+    volumes = ["heat_tempest_plugin.tests.functional.test_encryption_vol_type.EncryptionVolTypeTest"
+               ".test_create_update",
+               "heat_tempest_plugin.tests.scenario.test_base_resources.BasicResourcesTest"
+               ".test_base_resources_integration"]
+    backup = ["heat_tempest_plugin.tests.scenario.test_volumes.VolumeBackupRestoreIntegrationTest"
+              ".test_cinder_volume_create_backup_restore"]
+    tags = ["heat_tempest_plugin.tests.functional.test_stack_tags.StackTagTest.test_hidden_stack"]
 
+    def matches(entries: list[str]) -> list[str]:
+        assert all(any(excluded([e], name) for name in volumes + backup + tags) for e in entries), entries
+        return [name for name in volumes + backup + tags if excluded(entries, name)]
 
-class WithCinder:
-    """These settings, as if Cinder were stacked (this minstack does not support it yet)."""
-
-    def __init__(self, s):
-        self._s = s
-
-    def __getattr__(self, name):
-        return getattr(self._s, name)
-
-    def is_enabled(self, *names):
-        return "c-api" in names or self._s.is_enabled(*names)
+    assert matches(without_cinder) == volumes + backup + tags and len(without_cinder) == 4
+    # DevStack's (and minstack's) defaults: Cinder without c-bak, as CI stacks it
+    text, with_cinder = skips("enable_service c-api c-sch c-vol\n")
+    assert_each_entry_has_its_reason(text, with_cinder)
+    assert matches(with_cinder) == backup + tags and len(with_cinder) == 2
+    assert matches(skips("enable_service c-api c-sch c-vol c-bak\n")[1]) == tags
 
 
 def test_the_phase_writes_the_lists_only_with_heat(tmp_path):
